@@ -1,0 +1,1 @@
+"""Embedded local GLM-Realtime backend built on offline speech parts."""

@@ -1,0 +1,1 @@
+"""GLM realtime session, extension node, graph host and CLI."""

@@ -1,0 +1,1 @@
+"""The GLM-Realtime wire protocol: typed events, audio packing, the connection."""
