@@ -46,8 +46,17 @@ __all__ = [
 # giving up on a session it cannot serve (no realtime permission or a malformed session):
 # a retry with the same key and session meets the same answer.
 FATAL_SERVER_CODES: frozenset[str] = frozenset(
-    {"1000", "1001", "1002", "1003", "1004", "1005", "1113", "1220",
-     "downstream_reconnect_exceeded"}
+    {
+        "1000",
+        "1001",
+        "1002",
+        "1003",
+        "1004",
+        "1005",
+        "1113",
+        "1220",
+        "downstream_reconnect_exceeded",
+    }
 )
 # 1003 "unsupported data": the gateway's answer to a model name it does not serve.
 FATAL_CLOSE_CODES: frozenset[int] = frozenset({1003})

@@ -1,0 +1,30 @@
+"""Turn pydantic validation failures into one ConfigError that names each field."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from realtime.errors import ConfigError
+
+_MAX_INPUT_REPR = 60
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``prefix.field.path: message (got value)``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in err["loc"])
+        where = ".".join(p for p in (prefix, loc) if p) or prefix or "value"
+        given = repr(err.get("input"))
+        if len(given) > _MAX_INPUT_REPR:
+            given = given[:_MAX_INPUT_REPR] + "..."
+        # A model-level check already names its fields; echoing the whole object is noise.
+        got = "" if err["type"] == "missing" or not err["loc"] else f" (got {given})"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}{got}")
+    return "; ".join(lines)
+
+
+def config_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+    """Build the ConfigError for ``exc``; callers raise it ``from exc``."""
+    return ConfigError(describe_validation_error(exc, prefix))

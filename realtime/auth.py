@@ -1,0 +1,37 @@
+"""Credentials for the GLM-Realtime handshake.
+
+GLM takes ``Authorization: Bearer <token>`` where the token is either the API key
+``{id}.{secret}`` itself (servers) or a short-lived HS256 JWT signed with the secret
+(header ``{"alg": "HS256", "sign_type": "SIGN"}``, payload ``api_key``, ``exp`` and
+``timestamp``, both in milliseconds as Zhipu's own SDK does).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+
+from realtime.errors import ConfigError
+
+__all__ = ["make_jwt", "split_api_key"]
+
+
+def split_api_key(api_key: str) -> tuple[str, str]:
+    """Split ``{id}.{secret}``; the error never repeats the key."""
+    key_id, sep, secret = api_key.strip().partition(".")
+    if not sep or not key_id or not secret:
+        raise ConfigError(
+            f"api key must look like '<id>.<secret>' to sign a JWT (got {len(api_key)} characters)"
+        )
+    return key_id, secret
+
+
+def make_jwt(api_key: str, ttl_s: float = 3600.0, now_s: float | None = None) -> str:
+    """A token valid for ``ttl_s`` seconds from ``now_s`` (default: now)."""
+    if ttl_s <= 0:
+        raise ConfigError(f"jwt_ttl must be positive seconds (got {ttl_s})")
+    key_id, secret = split_api_key(api_key)
+    now_ms = int((time.time() if now_s is None else now_s) * 1000)
+    payload = {"api_key": key_id, "exp": now_ms + int(ttl_s * 1000), "timestamp": now_ms}
+    return jwt.encode(payload, secret, algorithm="HS256", headers={"sign_type": "SIGN"})
