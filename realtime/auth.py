@@ -9,6 +9,7 @@ GLM takes ``Authorization: Bearer <token>`` where the token is either the API ke
 from __future__ import annotations
 
 import time
+import warnings
 
 import jwt
 
@@ -34,4 +35,7 @@ def make_jwt(api_key: str, ttl_s: float = 3600.0, now_s: float | None = None) ->
     key_id, secret = split_api_key(api_key)
     now_ms = int((time.time() if now_s is None else now_s) * 1000)
     payload = {"api_key": key_id, "exp": now_ms + int(ttl_s * 1000), "timestamp": now_ms}
-    return jwt.encode(payload, secret, algorithm="HS256", headers={"sign_type": "SIGN"})
+    with warnings.catch_warnings():
+        # Zhipu issues the secret; its length is not the caller's choice to fix.
+        warnings.filterwarnings("ignore", message="The HMAC key is")
+        return jwt.encode(payload, secret, algorithm="HS256", headers={"sign_type": "SIGN"})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -102,6 +103,7 @@ class FakeConnection:
     violations: list[str] = field(default_factory=list)
     inbox: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def of_type(self, event_type: str) -> list[Any]:
         return [e for e in self.received if getattr(e, "type", None) == event_type]
@@ -110,8 +112,22 @@ class FakeConnection:
         for event in events:
             await self.ws.send(json.dumps(event))
 
+    async def wait_received(self, event_type: str, count: int = 1) -> list[Any]:
+        """For tests: wait until ``count`` events of ``event_type`` arrived in total.
+
+        Unlike :meth:`expect` this consumes nothing, so it can run beside a script.
+        """
+        async with asyncio.timeout(STEP_TIMEOUT), self.arrived:
+            await self.arrived.wait_for(
+                lambda: len(self.of_type(event_type)) >= count or self.closed.is_set()
+            )
+        got = self.of_type(event_type)
+        if len(got) < count:
+            raise AssertionError(f"client left after {len(got)}/{count} {event_type} events")
+        return got
+
     async def expect(self, event_type: str, count: int = 1) -> list[Any]:
-        """Wait for ``count`` more client events of ``event_type``."""
+        """Script step: wait for ``count`` more client events of ``event_type``."""
         got: list[Any] = []
         async with asyncio.timeout(STEP_TIMEOUT):
             while len(got) < count:
@@ -194,7 +210,11 @@ class FakeGLMServer:
             return True
         key_id, _, secret = self.api_key.partition(".")
         try:
-            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The HMAC key is")  # short test keys
+                claims = jwt.decode(
+                    token, secret, algorithms=["HS256"], options={"verify_exp": False}
+                )
             head = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             return False
@@ -261,13 +281,17 @@ class FakeGLMServer:
                 event = parse_client_event(frame)
                 if isinstance(event, (InvalidEvent, UnknownEvent)):
                     fake.violations.append(repr(event))
-                fake.received.append(event)
+                async with fake.arrived:
+                    fake.received.append(event)
+                    fake.arrived.notify_all()
                 fake.inbox.put_nowait(event)
         except Exception as exc:  # noqa: BLE001 - a closed socket ends the read
             fake.violations.append(f"read failed: {exc!r}")
         finally:
             fake.inbox.put_nowait(None)
             fake.closed.set()
+            async with fake.arrived:
+                fake.arrived.notify_all()
 
 
 def load_conversation(name: str) -> list[dict[str, Any]]:
