@@ -48,6 +48,6 @@ class SentenceSplitter:
         return sentences
 
     def finish(self) -> str:
-        """The unfinished tail (possibly empty); the splitter is then empty."""
-        tail, self._tail, self._text = self._tail, "", []
+        """Hand out the unfinished tail (possibly empty); :attr:`text` keeps everything."""
+        tail, self._tail = self._tail, ""
         return tail

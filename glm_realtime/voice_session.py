@@ -129,6 +129,7 @@ class VoiceSession:
         self._conn: Connection | None = None
         self._ready = False
         self._was_ready = False
+        self._commit_pending = False
         self._history_text = ""
         self._send_lock = asyncio.Lock()
         self._responses: dict[str, ResponseState] = {}
@@ -215,6 +216,14 @@ class VoiceSession:
             return
         await self._send_packets(self.uplink.packer.flush())
         self._turn_end_at = self.clock()
+        if self._ready:
+            await self._commit_turn()
+        else:
+            # The held audio goes out when a session is ready; its commit must follow it.
+            self._commit_pending = True
+
+    async def _commit_turn(self) -> None:
+        self._commit_pending = False
         await self._send(ev.InputAudioBufferCommit())
         await self._send(ev.ResponseCreate())
 
@@ -375,6 +384,8 @@ class VoiceSession:
             self._ready = self._was_ready = True
             await self._send_packets_locked(self.uplink.take_backlog())
         self._set_state(SessionState.READY)
+        if self._commit_pending:
+            await self._commit_turn()
 
     async def _update_session(self) -> None:
         greet = self._greet_pending and not self._greeted

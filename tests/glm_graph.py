@@ -1,0 +1,192 @@
+"""A whole test graph around the GLM node: source -> glm -> sink/collector (+tools, storage).
+
+A ``probe`` node receives copies of what the GLM node sends (``flush``, ``text_data``,
+``metrics``, ``error``) so tests wait on real messages instead of sleeping, and can send
+cmds to the GLM node as if it were another node.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import wave
+from pathlib import Path
+from typing import Any
+
+import glm_realtime.extension  # noqa: F401 - registers the glm_v2v_python addon
+from glm_realtime.host.graph import Graph, load_graph
+from glm_realtime.host.messages import Cmd, CmdResult, Data
+from glm_realtime.host.registry import AddonRegistry
+from glm_realtime.host.runner import GraphRunner
+from glm_realtime.host.testing import Probe
+
+KEY = "test-id.test-secret"
+
+
+def tone_wav(path: Path, seconds: float = 1.0, rate: int = 22050, freq: float = 440.0) -> Path:
+    """A mono 16-bit WAV of a tone (odd rate on purpose: the uplink must resample)."""
+    n = int(seconds * rate)
+    samples = (int(8000 * math.sin(2 * math.pi * freq * i / rate)) for i in range(n))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"".join(struct.pack("<h", s) for s in samples))
+    return path
+
+
+def build_graph(
+    tmp: Path,
+    url: str,
+    *,
+    glm: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
+    tools: dict[str, Any] | None = None,
+    storage: dict[str, Any] | None = None,
+    with_source: bool = True,
+) -> Graph:
+    """The graph; ``tools``/``storage`` None leaves that node out."""
+    base, path = url.split("/api/", 1)
+    glm_props = {
+        "base_uri": base,
+        "path": "/api/" + path,
+        "api_key": KEY,
+        "reconnect_base_delay_ms": 10,
+        "reconnect_max_delay_ms": 50,
+        **(glm or {}),
+    }
+    nodes: list[dict[str, Any]] = [
+        {"type": "extension", "name": "glm", "addon": "glm_v2v_python", "property": glm_props},
+        {
+            "type": "extension",
+            "name": "sink",
+            "addon": "wav_sink",
+            "property": {"path": str(tmp / "out.wav")},
+        },
+        {
+            "type": "extension",
+            "name": "collector",
+            "addon": "transcript_collector",
+            "property": {"path": str(tmp / "transcript.jsonl")},
+        },
+        {"type": "extension", "name": "probe", "addon": "probe"},
+    ]
+    if with_source:
+        source_props = {
+            "path": str(tone_wav(tmp / "in.wav")),
+            "speed": 0.0,
+            "trailing_silence_ms": 200,
+            **(source or {}),
+        }
+        nodes.insert(
+            0,
+            {
+                "type": "extension",
+                "name": "source",
+                "addon": "file_source",
+                "property": source_props,
+            },
+        )
+    if tools is not None:
+        nodes.append(
+            {"type": "extension", "name": "tools", "addon": "demo_tools", "property": tools}
+        )
+    if storage is not None:
+        nodes.append(
+            {"type": "extension", "name": "storage", "addon": "chat_storage", "property": storage}
+        )
+    glm_cmds = [
+        {"name": "flush", "dest": [{"extension": "sink"}, {"extension": "probe"}]},
+    ]
+    if tools is not None:
+        glm_cmds.append({"name": "tool_call", "dest": [{"extension": "tools"}]})
+    if storage is not None:
+        glm_cmds.append({"name": "retrieve", "dest": [{"extension": "storage"}]})
+    glm_data = [
+        {"name": name, "dest": [{"extension": "collector"}, {"extension": "probe"}]}
+        for name in ("text_data", "metrics", "error")
+    ]
+    if storage is not None:
+        glm_data.append({"name": "append", "dest": [{"extension": "storage"}]})
+    connections: list[dict[str, Any]] = [
+        {
+            "extension": "glm",
+            "cmd": glm_cmds,
+            "data": glm_data,
+            "audio_frame": [{"name": "pcm_frame", "dest": [{"extension": "sink"}]}],
+        },
+        {
+            "extension": "probe",
+            "cmd": [
+                {"name": n, "dest": [{"extension": "glm"}]}
+                for n in ("tool_register", "flush", "on_user_joined", "on_user_left")
+            ],
+            "data": [{"name": "video_frame", "dest": [{"extension": "glm"}]}],
+            "audio_frame": [{"name": "pcm_frame", "dest": [{"extension": "glm"}]}],
+        },
+    ]
+    if with_source:
+        connections.append(
+            {
+                "extension": "source",
+                "cmd": [{"name": "on_user_joined", "dest": [{"extension": "glm"}]}],
+                "audio_frame": [{"name": "pcm_frame", "dest": [{"extension": "glm"}]}],
+            }
+        )
+    if tools is not None:
+        connections.append(
+            {
+                "extension": "tools",
+                "cmd": [{"name": "tool_register", "dest": [{"extension": "glm"}]}],
+            }
+        )
+    registry = AddonRegistry()
+    registry.add(Probe.as_addon())
+    app = {
+        "_ten": {
+            "predefined_graphs": [
+                {"name": "e2e", "auto_start": True, "nodes": nodes, "connections": connections}
+            ]
+        }
+    }
+    return load_graph(app, registry=registry, environ={})
+
+
+def texts(probe: Probe, role: str | None = None, *, final: bool | None = None) -> list[str]:
+    """The ``text_data`` texts the probe saw, optionally by role and finality."""
+    out = []
+    for data in probe.data:
+        if data.get_name() != "text_data":
+            continue
+        if role is not None and data.get_property_string("role") != role:
+            continue
+        if final is not None and data.get_property_bool("end_of_segment") != final:
+            continue
+        out.append(data.get_property_string("text"))
+    return out
+
+
+def data_named(probe: Probe, name: str) -> list[dict[str, Any]]:
+    """Every data message ``name`` the probe saw, as its property dict."""
+    return [json.loads(d.get_property_to_json()) for d in probe.data if d.get_name() == name]
+
+
+def flushes(probe: Probe) -> int:
+    """How many ``flush`` cmds reached the probe."""
+    return sum(1 for c in probe.cmds if c.get_name() == "flush")
+
+
+async def send_cmd(runner: GraphRunner, name: str, **props: Any) -> CmdResult:
+    """Send a cmd to the GLM node as the probe."""
+    cmd = Cmd.create(name)
+    for key, value in props.items():
+        cmd.set_property_from_json(key, json.dumps(value))
+    return await runner.env("probe").send_cmd(cmd)
+
+
+async def send_data(runner: GraphRunner, name: str, buf: bytes) -> None:
+    """Send data with a buffer to the GLM node as the probe."""
+    data = Data.create(name)
+    data.set_buf(buf)
+    await runner.env("probe").send_data(data)
