@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import logging
-import wave
+import struct
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -52,9 +52,12 @@ _PCM_DTYPE = np.dtype("<i2")  # explicit little-endian: the wire format, whateve
 _MIN_RATE, _MAX_RATE = 8000, 192000
 _MIN_WAV_RATE, _MAX_WAV_RATE = 8000, 48000
 _MIN_PACKET_MS, _MAX_PACKET_MS = 10, 1000
-# s16 <-> float scale; a power of two, so the conversion to float is exact.
-_SCALE = 32768.0
-_TO_FLOAT = np.float32(1.0 / _SCALE)
+# The s16 range; resampled output saturates to it.
+_S16_MIN, _S16_MAX = -32768.0, 32767.0
+# The 44-byte RIFF/WAV header of mono s16 PCM, laid out as the stdlib ``wave`` module writes
+# it (``tests/test_audio.py`` checks the bytes against ``wave`` for many rates and sizes).
+_WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+_WAVE_FORMAT_PCM = 1
 
 
 def _check_int_range(field: str, value: object, low: int, high: int) -> int:
@@ -88,8 +91,31 @@ def input_sample_rate(fmt: InputAudioFormat, wav_rate: int = 16000) -> int:
     return rate
 
 
+@lru_cache(maxsize=64)
+def _wav_header(sample_rate: int, data_bytes: int) -> bytes:
+    """The header ``wave`` writes for ``data_bytes`` of mono s16 PCM at ``sample_rate``."""
+    return _WAV_HEADER.pack(
+        b"RIFF",
+        36 + data_bytes,  # the RIFF chunk: "WAVE", the 24-byte fmt chunk, the data chunk
+        b"WAVE",
+        b"fmt ",
+        16,
+        _WAVE_FORMAT_PCM,
+        1,  # channels
+        sample_rate,
+        sample_rate * _SAMPLE_WIDTH,  # bytes per second
+        _SAMPLE_WIDTH,  # block align
+        _SAMPLE_WIDTH * 8,  # bits per sample
+        b"data",
+        data_bytes,
+    )
+
+
 def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
     """Wrap mono s16le PCM in a RIFF/WAV container.
+
+    The header is byte for byte what the stdlib ``wave`` module writes, built with ``struct``
+    and cached per (rate, size) instead of going through ``wave`` for every packet.
 
     Args:
         pcm: Mono s16le samples; the byte count must be even.
@@ -104,15 +130,7 @@ def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
     _check_int_range("sample_rate", sample_rate, _MIN_RATE, _MAX_RATE)
     if len(pcm) % _SAMPLE_WIDTH:
         raise ConfigError(f"pcm must hold whole 16-bit samples, got {len(pcm)} bytes")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(_SAMPLE_WIDTH)
-        w.setframerate(sample_rate)
-        # Declaring the length up front lets `wave` write the header once, with no seek-back.
-        w.setnframes(len(pcm) // _SAMPLE_WIDTH)
-        w.writeframesraw(pcm)
-    return buf.getvalue()
+    return _wav_header(sample_rate, len(pcm)) + pcm
 
 
 def _as_bytes_view(pcm: bytes | bytearray | memoryview) -> memoryview:
@@ -123,6 +141,17 @@ def _as_bytes_view(pcm: bytes | bytearray | memoryview) -> memoryview:
     return view
 
 
+def _to_pcm(out: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+    """Round float samples at s16 scale to s16le, saturating; ``out`` is overwritten."""
+    np.rint(out, out=out)
+    # The filter rings past full scale on loud input: saturate rather than wrap. argmax and
+    # argmin are vectorised and cost far less than np.clip or np.minimum/np.maximum on
+    # float32, so the clip runs only on the blocks that need it.
+    if out.size and (out[out.argmax()] > _S16_MAX or out[out.argmin()] < _S16_MIN):
+        np.clip(out, _S16_MIN, _S16_MAX, out=out)
+    return out.astype(_PCM_DTYPE)
+
+
 class _Resampler:
     """A streaming s16 resampler over ``soxr.ResampleStream``.
 
@@ -130,6 +159,10 @@ class _Resampler:
     dither differs with the chunking (up to +-2 LSB), so the same signal cut into different
     frames would come out different. The float32 path is bit-identical whatever the chunking,
     and no slower.
+
+    Samples go in and come out at s16 scale (-32768..32767 as floats), not scaled to
+    [-1, 1): scaling by a power of two commutes exactly with float rounding, so the output
+    is bit-identical to the scaled path (a test checks it) and two passes are saved.
     """
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
@@ -137,23 +170,28 @@ class _Resampler:
         self.ratio = out_rate / in_rate
         self._stream: Any = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
 
-    def process(self, pcm: memoryview | bytes | bytearray, *, last: bool = False) -> bytes:
-        """Resample whole s16le samples; ``last=True`` also drains the filter's tail."""
-        # int16 -> float32 in one ufunc call; scaling by 2**-15 is exact.
-        samples = np.multiply(np.frombuffer(pcm, dtype=_PCM_DTYPE), _TO_FLOAT, dtype=np.float32)
+    def process_into(
+        self, pcm: memoryview | bytes | bytearray, dest: bytearray, *, last: bool = False
+    ) -> None:
+        """Resample whole s16le samples and append the result to ``dest``.
+
+        ``last=True`` also drains the filter's tail and resets the filter.
+        """
+        samples = np.frombuffer(pcm, dtype=_PCM_DTYPE).astype(np.float32)
         out: npt.NDArray[np.float32] = self._stream.resample_chunk(samples, last=last)
         if last:
             # Ready for a fresh signal without paying for a new filter.
             self._stream.clear()
-        if not out.size:
-            return b""
-        out *= _SCALE  # soxr returns a fresh array: safe to work in place
-        np.rint(out, out=out)
-        # The filter rings past full scale on loud input: saturate rather than wrap. Two
-        # ufuncs instead of np.clip, whose Python-level dispatch costs more on 10 ms frames.
-        np.minimum(out, _SCALE - 1, out=out)
-        np.maximum(out, -_SCALE, out=out)
-        return out.astype(_PCM_DTYPE).tobytes()
+        if out.size:
+            # soxr returns a fresh array: safe to work in place. Its memoryview makes `+=`
+            # bytearray concatenation rather than a numpy broadcast.
+            dest += _to_pcm(out).data
+
+    def process(self, pcm: memoryview | bytes | bytearray, *, last: bool = False) -> bytes:
+        """Resample whole s16le samples; ``last=True`` also drains the filter's tail."""
+        out = bytearray()
+        self.process_into(pcm, out, last=last)
+        return bytes(out)
 
     def drain(self) -> bytes:
         """Return the samples still held in the filter and reset it."""
@@ -177,7 +215,9 @@ class UplinkPacker:
 
     Resampling runs on blocks of frames rather than on each frame (soxr's per-call cost
     dominates on 10 ms frames), yet no packet leaves later than with per-frame resampling:
-    soxr is called as soon as the audio waiting for it could complete a packet.
+    soxr is called as soon as the audio waiting for it could complete a packet. Until then a
+    frame of whole samples (``bytes`` or ``bytearray``, no half sample carried) is only
+    appended to a buffer, so most 10 ms frames cost one append and one length check.
 
     Example::
 
@@ -218,6 +258,8 @@ class UplinkPacker:
         self._wav = input_format == "wav"
         self._packet_samples = self._rate * packet_ms // 1000
         self._packet_bytes = self._packet_samples * _SAMPLE_WIDTH
+        # Every full packet in wav mode starts with the same header.
+        self._header = _wav_header(self._rate, self._packet_bytes) if self._wav else b""
         # Session-rate PCM not yet emitted; always whole samples.
         self._pending = bytearray()
         self._carry = b""  # half a sample left over from the last frame
@@ -225,6 +267,11 @@ class UplinkPacker:
         self._resampler: _Resampler | None = None  # None while input is at the session rate
         # Input-rate PCM waiting to be resampled as one block (see push); whole samples.
         self._raw = bytearray()
+        # The fast path of push: a frame is appended to `_acc` (`_pending` at the session
+        # rate, `_raw` when resampling) and nothing else happens while `len(_acc)` stays
+        # below `_acc_limit`, the length at which the frame could complete a packet.
+        self._acc = self._pending
+        self._acc_limit = self._packet_bytes
 
     @property
     def sample_rate(self) -> int:
@@ -264,35 +311,18 @@ class UplinkPacker:
             _check_int_range("sample_rate", sample_rate, _MIN_RATE, _MAX_RATE)
             if sample_rate != self._in_rate:
                 self._switch_rate(sample_rate)
-        view = _as_bytes_view(pcm)
-        if self._carry:
-            # Only a frame that completes a carried half-sample is copied.
-            data: memoryview | bytes = self._carry + view.tobytes()
-            self._carry = b""
-        else:
-            data = view
-        whole = len(data) - len(data) % _SAMPLE_WIDTH
-        if whole < len(data):
-            self._carry = bytes(data[whole:])
-        if self._resampler is None:
-            self._pending += data[:whole]
-        elif whole:
-            self._raw += data[:whole]
-            # Resample in blocks, not per frame: on 10 ms frames soxr's per-call overhead
-            # costs more than the filtering. Wait while even a full drain (the waiting input
-            # plus what the filter holds) could not complete a packet: no call could emit
-            # one, so waiting adds no latency. float32 soxr is chunk-invariant, so the
-            # samples are the same as with per-frame calls.
-            possible = (
-                len(self._pending)
-                + (len(self._raw) * self._resampler.ratio)
-                + self._resampler.held_samples() * _SAMPLE_WIDTH
-            )
-            if possible >= self._packet_bytes:
-                self._resample_raw()
-        if len(self._pending) < self._packet_bytes:
-            return []  # the common case on a 10 ms frame
-        return self._take_packets()
+        kind = type(pcm)
+        if (kind is bytes or kind is bytearray) and not len(pcm) % 2 and not self._carry:
+            # The common frame (whole samples, no half sample carried) is appended and,
+            # until it could complete a packet, nothing else is done: at the session rate
+            # that is nine 10 ms frames in ten, with 16 -> 24 kHz resampling about two in
+            # three (soxr emits in blocks, so a packet may take a few tries to complete).
+            acc = self._acc
+            acc += pcm
+            if len(acc) < self._acc_limit:
+                return []
+            return self._advance()
+        return self._push_general(pcm)
 
     def flush(self) -> list[bytes]:
         """Drain the resampler and return the remaining packets, the last one possibly short.
@@ -310,6 +340,7 @@ class UplinkPacker:
         if self._pending:
             packets.append(self._wrap(bytes(self._pending)))
             self._pending.clear()
+        self._set_limit()
         return packets
 
     def clear(self) -> None:
@@ -322,6 +353,61 @@ class UplinkPacker:
         self._carry = b""
         if self._resampler is not None:
             self._resampler.reset()
+        self._set_limit()
+
+    def _push_general(self, pcm: bytes | bytearray | memoryview) -> list[bytes]:
+        """The rest of push, for frames off the fast path: odd lengths, typed memoryviews."""
+        view = _as_bytes_view(pcm)
+        if self._carry:
+            # Only a frame that completes a carried half-sample is copied.
+            data: memoryview | bytes = self._carry + view.tobytes()
+            self._carry = b""
+        else:
+            data = view
+        whole = len(data) - len(data) % _SAMPLE_WIDTH
+        if whole < len(data):
+            self._carry = bytes(data[whole:])
+        if whole:
+            self._acc += data[:whole]
+        if len(self._acc) < self._acc_limit:
+            return []
+        return self._advance()
+
+    def _advance(self) -> list[bytes]:
+        """Resample the waiting block if it could complete a packet; cut the full packets."""
+        resampler = self._resampler
+        if resampler is not None and self._raw:
+            # Resample in blocks, not per frame: on 10 ms frames soxr's per-call overhead
+            # costs more than the filtering. Wait while even a full drain (the waiting input
+            # plus what the filter holds) could not complete a packet: no call could emit
+            # one, so waiting adds no latency. float32 soxr is chunk-invariant, so the
+            # samples are the same as with per-frame calls.
+            possible = (
+                len(self._pending)
+                + len(self._raw) * resampler.ratio
+                + resampler.held_samples() * _SAMPLE_WIDTH
+            )
+            if possible >= self._packet_bytes:
+                self._resample_raw()
+        packets = self._take_packets()
+        self._set_limit()
+        return packets
+
+    def _set_limit(self) -> None:
+        """Set the length of ``_acc`` at which push must leave its fast path."""
+        resampler = self._resampler
+        if resampler is None:
+            self._acc_limit = self._packet_bytes  # `_acc` is `_pending` itself
+        elif len(self._pending) >= self._packet_bytes:
+            self._acc_limit = 0  # a drain at a rate change left full packets: cut them now
+        else:
+            # The shortest input block for which `possible` in _advance reaches a packet,
+            # less a sample: float rounding can only make push leave the fast path a frame
+            # early, and _advance then decides exactly, as the per-frame check would.
+            short = (
+                self._packet_bytes - len(self._pending) - resampler.held_samples() * _SAMPLE_WIDTH
+            )
+            self._acc_limit = max(_SAMPLE_WIDTH, int(short / resampler.ratio) - _SAMPLE_WIDTH)
 
     def _switch_rate(self, sample_rate: int) -> None:
         """Finish the audio at the old input rate and prepare for ``sample_rate``."""
@@ -332,11 +418,13 @@ class UplinkPacker:
         self._drop_carry("rate change")
         self._in_rate = sample_rate
         self._resampler = None if sample_rate == self._rate else _Resampler(sample_rate, self._rate)
+        self._acc = self._pending if self._resampler is None else self._raw
+        self._set_limit()
 
     def _resample_raw(self, *, last: bool = False) -> None:
         """Resample the waiting input block into the pending buffer (``last``: drain too)."""
         assert self._resampler is not None
-        self._pending += self._resampler.process(self._raw, last=last)
+        self._resampler.process_into(self._raw, self._pending, last=last)
         self._raw.clear()
 
     def _drop_carry(self, why: str) -> None:
@@ -346,23 +434,23 @@ class UplinkPacker:
 
     def _take_packets(self) -> list[bytes]:
         """Cut every full packet off the front of the pending buffer."""
-        count = len(self._pending) // self._packet_bytes
+        size = self._packet_bytes
+        count = len(self._pending) // size
         if not count:
             return []
-        size = self._packet_bytes
-        view = memoryview(self._pending)
-        try:
-            packets = [self._wrap(view[i * size : (i + 1) * size]) for i in range(count)]
-        finally:
-            view.release()  # a live export would forbid resizing the bytearray
+        header = self._header  # empty unless in wav mode
+        # One copy per packet: bytes + a memoryview slice joins them straight into the result.
+        # The `with` releases the export, which would otherwise forbid resizing the bytearray.
+        with memoryview(self._pending) as view:
+            packets = [header + view[i * size : (i + 1) * size] for i in range(count)]
         # One front deletion per push; bytearray makes it cheap (no realloc of the rest).
         del self._pending[: count * size]
         return packets
 
-    def _wrap(self, pcm: memoryview | bytes) -> bytes:
+    def _wrap(self, pcm: bytes) -> bytes:
         if self._wav:
-            return wav_bytes(bytes(pcm), self._rate)
-        return bytes(pcm)
+            return _wav_header(self._rate, len(pcm)) + pcm
+        return pcm
 
 
 class DownlinkDecoder:

@@ -468,3 +468,166 @@ def test_downlink_rejects_a_bad_output_rate_naming_it(rate):
     with pytest.raises(ConfigError) as exc:
         DownlinkDecoder(output_rate=rate)
     assert "output_rate" in str(exc.value) and repr(rate) in str(exc.value)
+
+
+# --- uplink: the fast path, the cached WAV header, the s16 <-> float conversion ----------------
+
+
+def wave_module_wav(pcm: bytes, rate: int) -> bytes:
+    """The reference WAV: what the stdlib ``wave`` module writes for mono s16 ``pcm``."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 16000, 22050, 24000, 44100, 48000, 96000, 192000])
+@pytest.mark.parametrize("size", [0, 2, 320, 4800, 9600, 96000])
+def test_wav_header_is_byte_for_byte_what_the_wave_module_writes(rate, size):
+    """wav_bytes packs a cached header with struct; it must equal stdlib wave's output."""
+    pcm = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    assert wav_bytes(pcm, rate) == wave_module_wav(pcm, rate)
+    assert wav_bytes(pcm, rate) == wave_module_wav(pcm, rate)  # again, from the cache
+
+
+@pytest.mark.parametrize(("src_rate", "wav_rate"), [(16000, 16000), (16000, 24000), (44100, 8000)])
+def test_every_wav_packet_full_or_tail_equals_the_wave_module_output(src_rate, wav_rate):
+    packer = UplinkPacker("wav", wav_rate=wav_rate, packet_ms=100)
+    packets = push_chunks(packer, signal(0.77, src_rate), src_rate, [src_rate // 100 * 2])
+    assert len(packets) == 8  # 7 full packets and a 70 ms tail
+    for p in packets:
+        assert p == wave_module_wav(p[44:], wav_rate)
+
+
+def scaled_soxr_reference(pcm: bytes, in_rate: int, out_rate: int) -> bytes:
+    """Resample the obvious way: s16 scaled to [-1, 1), float32 soxr over the whole signal,
+    scaled back, rounded to nearest and saturated."""
+    x = np.frombuffer(pcm, "<i2").astype(np.float32) / np.float32(32768)
+    stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
+    y = np.concatenate([stream.resample_chunk(x), stream.resample_chunk(x[:0], last=True)])
+    y = np.clip(np.rint(y * np.float32(32768)), -32768, 32767)
+    out: bytes = y.astype("<i2").tobytes()
+    return out
+
+
+def loud_square(seconds: float, rate: int) -> bytes:
+    n = round(seconds * rate)
+    return np.where(np.arange(n) // 40 % 2 == 0, 32767, -32768).astype("<i2").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("src_rate", "fmt"), [(16000, "pcm24"), (44100, "pcm16"), (48000, "pcm24"), (8000, "pcm16")]
+)
+@pytest.mark.parametrize("kind", ["speech-like", "full-scale square", "quiet"])
+def test_resampled_samples_equal_the_scaled_float_reference_bit_for_bit(src_rate, fmt, kind):
+    """The packer feeds soxr at s16 scale (no scaling passes) and clips only the blocks that
+    overshoot; the samples must equal the straightforward scaled path exactly."""
+    data = {
+        "speech-like": signal(0.9, src_rate, 3),
+        "full-scale square": loud_square(0.9, src_rate),
+        "quiet": (np.frombuffer(signal(0.9, src_rate, 4), "<i2") // 2000).astype("<i2").tobytes(),
+    }[kind]
+    packer = UplinkPacker(fmt)
+    out = b"".join(push_chunks(packer, data, src_rate, [src_rate // 100 * 2]))
+    assert out == scaled_soxr_reference(data, src_rate, packer.sample_rate)
+
+
+@pytest.mark.parametrize("out_rate", [16000, 44100])
+def test_resampled_downlink_equals_the_scaled_float_reference(out_rate):
+    pcm = signal(0.5, 24000, 8) + loud_square(0.2, 24000)
+    dec = DownlinkDecoder(output_rate=out_rate)
+    assert dec.decode(b64(pcm)) + dec.flush() == scaled_soxr_reference(pcm, 24000, out_rate)
+
+
+def as_kind(frame: bytes, kind: str) -> bytes | bytearray | memoryview:
+    """``frame`` as the buffer type a caller might push."""
+    if kind == "bytearray":
+        return bytearray(frame)
+    if kind == "memoryview" and len(frame) % 2 == 0:
+        return np.frombuffer(frame, "<i2").data  # typed 'h': len() counts samples
+    if kind == "memoryview":
+        return memoryview(frame)
+    return frame
+
+
+@FAST
+@given(
+    src_rate=st.sampled_from([16000, 24000, 44100, 8000]),
+    fmt=st.sampled_from(FORMATS),
+    frames=st.lists(
+        st.tuples(st.integers(0, 2500), st.sampled_from(["bytes", "bytearray", "memoryview"])),
+        min_size=1,
+        max_size=40,
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_fast_path_emits_the_same_packets_as_early_as_per_frame_processing(
+    src_rate, fmt, frames, seed
+):
+    """Whatever the frame sizes (odd ones included) and buffer types (bytes and bytearray
+    take the fast path, memoryviews and frames around a half sample do not), after every
+    push the packets emitted equal the full packets that resampling each frame at once
+    would have produced by then, and the packets joined equal the whole-signal result."""
+    data = signal(sum(size for size, _ in frames) / 2 / src_rate + 0.001, src_rate, seed)
+    packer = UplinkPacker(fmt, wav_rate=24000)
+    rate = packer.sample_rate
+    per_frame = soxr.ResampleStream(src_rate, rate, 1, dtype="float32")
+    carry, produced, pos = b"", 0, 0
+    packets: list[bytes] = []
+    for size, kind in frames:
+        frame = data[pos : pos + size]
+        pos += size
+        packets += packer.push(as_kind(frame, kind), src_rate)
+        joined_frame = carry + frame
+        whole = len(joined_frame) // 2 * 2
+        carry = joined_frame[whole:]
+        if src_rate == rate:
+            produced += whole // 2
+        else:
+            x = np.frombuffer(joined_frame[:whole], "<i2").astype(np.float32)
+            produced += len(per_frame.resample_chunk(x))
+        assert len(packets) == produced // packer.packet_samples
+    packets += packer.flush()
+    whole_packer = UplinkPacker(fmt, wav_rate=24000)
+    fed = data[: pos - pos % 2]
+    assert joined(packets, fmt, rate) == joined(
+        whole_packer.push(fed, src_rate) + whole_packer.flush(), fmt, rate
+    )
+    assert_full_packets(packets, packer, fmt)
+
+
+def test_resampler_runs_on_blocks_not_on_every_frame(monkeypatch):
+    """On 10 ms frames at 16 kHz into 24 kHz packets, soxr is called on fewer than half of
+    the frames (it only runs once the waiting audio could complete a packet)."""
+    calls = 0
+    original = soxr.ResampleStream.resample_chunk
+
+    def counting(self, x, last=False):
+        nonlocal calls
+        calls += 1
+        return original(self, x, last)
+
+    monkeypatch.setattr(soxr.ResampleStream, "resample_chunk", counting)
+    packer = UplinkPacker("wav", wav_rate=24000)
+    frames = [signal(3.0, 16000)[i : i + 320] for i in range(0, 96000, 320)]
+    packets = [p for f in frames for p in packer.push(f, 16000)]
+    assert len(packets) == 29  # 3 s less the filter's delay
+    assert len(packets) <= calls < len(frames) / 2
+
+
+def test_full_packets_drained_at_a_rate_change_leave_on_that_push():
+    """A rate change drains the old filter into the pending audio; if that completes a
+    packet, the push that changed the rate returns it, even when it brings no audio."""
+    packer = UplinkPacker("pcm16", packet_ms=100)
+    first = packer.push(signal(0.21, 48000), 48000)
+    assert len(first) == 1 and packer.buffered_ms >= 100  # a packet waits in the filter
+    second = packer.push(b"", 44100)
+    assert len(second) == 1
+    assert packer.buffered_ms < 100
+    tail = packer.flush()
+    reference = UplinkPacker("pcm16", packet_ms=100)
+    expected = reference.push(signal(0.21, 48000), 48000) + reference.flush()
+    assert first + second + tail == expected
