@@ -44,7 +44,9 @@ _LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 class ExtensionConfig(BaseModel):
     """Properties of the ``glm_v2v_python`` node (defaults match ``property.json``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Field docstrings become descriptions: the README's property table and the test
+    # that every property has an effect both read them.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     # Where and who.
     base_uri: str = "wss://open.bigmodel.cn"
@@ -90,6 +92,7 @@ class ExtensionConfig(BaseModel):
     disconnected_audio: Literal["drop", "keep"] = "keep"
     """While reconnecting: drop user audio, or keep the last ``disconnected_keep_ms``."""
     disconnected_keep_ms: int = Field(default=2000, ge=0, le=60_000)
+    """How much recent user audio ``keep`` holds while there is no session."""
 
     # Transcripts and memory.
     input_transcript: bool = True
@@ -97,6 +100,7 @@ class ExtensionConfig(BaseModel):
     stream_id: int = 0
     """``stream_id`` of the assistant's ``text_data`` (the user's comes from the audio)."""
     max_history: int = Field(default=20, ge=0, le=1000)
+    """Turns of both roles remembered; replayed into the instructions after a reconnect."""
     enable_storage: bool = False
     """``retrieve`` history at start and send ``append`` data for every turn."""
 
@@ -104,7 +108,9 @@ class ExtensionConfig(BaseModel):
     max_reconnect_attempts: int = Field(default=5, ge=0, le=1000)
     """Consecutive failed attempts before giving up (0: never reconnect)."""
     reconnect_base_delay_ms: int = Field(default=500, ge=0, le=60_000)
+    """First reconnect delay; doubles per failure, jittered, reset after a good session."""
     reconnect_max_delay_ms: int = Field(default=8000, ge=0, le=300_000)
+    """Cap of the reconnect delay."""
     heartbeat_timeout_ms: int = Field(default=90_000, ge=100, le=600_000)
     """No frame at all for this long (GLM beats every 30 s): reconnect."""
     tool_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
@@ -114,6 +120,7 @@ class ExtensionConfig(BaseModel):
     dump: bool = False
     """Write the user's uplink and the assistant's downlink PCM under ``dump_path``."""
     dump_path: str = "."
+    """Directory of the dumps: ``<role>_<time>_<rate>hz.pcm``."""
 
     @classmethod
     def from_properties(cls, properties: dict[str, Any], node: str = ADDON_NAME) -> ExtensionConfig:

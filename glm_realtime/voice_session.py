@@ -141,6 +141,10 @@ class VoiceSession:
         self._greeted = False
         self._run_task: asyncio.Task[None] | None = None
         self._tool_tasks: set[asyncio.Task[None]] = set()
+        self._awaiting_followup: set[str] = set()
+        self._expecting_response = False  # response.create sent, response.created not yet
+        self.responses_done = 0
+        self._changed = asyncio.Condition()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -171,6 +175,28 @@ class VoiceSession:
         """Wait until the run loop ends (failure or stop)."""
         if self._run_task is not None:
             await asyncio.shield(self._run_task)
+
+    def settled(self) -> bool:
+        """No response in progress and no tool call waiting for its follow-up."""
+        return self._active is None and not self._awaiting_followup and not self._expecting_response
+
+    async def wait_settled(self, min_responses: int = 1) -> None:
+        """Wait until ``min_responses`` responses ended and the session is settled.
+
+        A tool turn settles only after the response that answers with the tool's result.
+        """
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: (
+                    self.responses_done >= min_responses
+                    and self.settled()
+                    or self.state in (SessionState.FAILED, SessionState.STOPPED)
+                )
+            )
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
 
     @property
     def ready(self) -> bool:
@@ -225,6 +251,10 @@ class VoiceSession:
     async def _commit_turn(self) -> None:
         self._commit_pending = False
         await self._send(ev.InputAudioBufferCommit())
+        await self._request_response()
+
+    async def _request_response(self) -> None:
+        self._expecting_response = True
         await self._send(ev.ResponseCreate())
 
     async def user_joined(self) -> None:
@@ -286,12 +316,14 @@ class VoiceSession:
                 await self._fail(error, reason)
                 return
             delay = backoff.next_delay()
-            logger.warning("! connection lost (%s); reconnecting in %.2f s", error, delay)
+            cause = str(error) if error else "server closed the connection"
+            logger.warning("! connection lost (%s); reconnecting in %.2f s", cause, delay)
             self._set_state(SessionState.BACKOFF)
             await asyncio.sleep(delay)
 
     async def _fail(self, error: BaseException | None, reason: str) -> None:
         self._set_state(SessionState.FAILED)
+        await self._notify()
         code = getattr(error, "code", None) or getattr(error, "status", None)
         logger.error("! %s", reason)
         await self.handler.send_error(None if code is None else str(code), reason, True)
@@ -334,6 +366,8 @@ class VoiceSession:
             await self.handler.send_transcript(tail, "assistant", True)
             await self._remember("assistant", response.text)
         self._responses.clear()
+        self._awaiting_followup.clear()
+        self._expecting_response = False
 
     # ---------------------------------------------------------------- dispatching
 
@@ -413,6 +447,7 @@ class VoiceSession:
         # The turn's end belongs to this response only; a later greeting has none.
         response = ResponseState(response_id, self.clock(), self._turn_end_at)
         self._turn_end_at = None
+        self._expecting_response = False
         self._responses[response_id] = response
         self._active = response
 
@@ -473,7 +508,11 @@ class VoiceSession:
         await self.handler.send_metrics(
             response.metrics(now, info.status, info.usage, self.config.sample_rate)
         )
+        if response.pending_tools and not response.interrupted:
+            self._awaiting_followup.add(response.id)
         await self._maybe_follow_up(response)
+        self.responses_done += 1
+        await self._notify()
 
     # ---------------------------------------------------------------------- tools
 
@@ -518,9 +557,10 @@ class VoiceSession:
         # One response.create after every output of the response is in: several would
         # race into "conversation already has an active response".
         if response.needs_followup():
+            self._awaiting_followup.discard(response.id)
             response.followup_sent = True
             self._turn_end_at = response.turn_end_at
-            await self._send(ev.ResponseCreate())
+            await self._request_response()
 
     # ---------------------------------------------------------------------- sending
 

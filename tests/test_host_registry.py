@@ -187,7 +187,8 @@ def test_entry_point_addon_is_loaded_and_broken_plugin_recorded(
 ) -> None:
     registry = AddonRegistry()
     loaded = registry.load_entry_points()
-    assert sorted(loaded) == ["echo", "mod"]
+    # This package's own entry point (glm_v2v_python) loads beside the test plugins.
+    assert sorted(set(loaded) - {"glm_v2v_python"}) == ["echo", "mod"]
     assert registry.get("hostplug_decorated").extension_class.__name__ == "Decorated"
     addon = registry.get("echo_plugin")
     assert addon.default_properties == {"gain": 1.0}
