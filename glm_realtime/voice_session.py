@@ -194,6 +194,13 @@ class VoiceSession:
                 )
             )
 
+    async def wait_ready(self) -> None:
+        """Wait until a session is configured (or the session has ended)."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self._ready or self.state in (SessionState.FAILED, SessionState.STOPPED)
+            )
+
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
@@ -418,6 +425,7 @@ class VoiceSession:
             self._ready = self._was_ready = True
             await self._send_packets_locked(self.uplink.take_backlog())
         self._set_state(SessionState.READY)
+        await self._notify()
         if self._commit_pending:
             await self._commit_turn()
 
