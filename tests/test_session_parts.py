@@ -276,3 +276,13 @@ def test_tool_result_text_takes_string_or_text_parts() -> None:
     assert tool_result_text(json.dumps({"content": parts})) == "a\nb"
     with pytest.raises(ValueError, match="not JSON"):
         tool_result_text("{")
+
+
+def test_readme_documents_every_property_and_cli_command() -> None:
+    readme = (PACKAGE.parent / "README.md").read_text()
+    missing = [name for name in ExtensionConfig.model_fields if f"| `{name}` |" not in readme]
+    assert missing == []
+    from glm_realtime.cli import cli
+
+    for command in cli.commands:
+        assert f"glm-realtime {command}" in readme, command
