@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from glm_realtime.transcript import SentenceSplitter
 from realtime.server_events import Usage
 
-__all__ = ["BoundedSet", "ResponseState"]
+__all__ = ["BoundedSet", "ResponseState", "ResponseTracker"]
 
 
 class BoundedSet:
@@ -86,3 +87,97 @@ class ResponseState:
             "tool_calls": self.called_tools,
             "usage": usage.model_dump(exclude_none=True) if usage else None,
         }
+
+
+class ResponseTracker:
+    """Which response is live, which are stale, and whether the conversation has settled.
+
+    Pure bookkeeping (no I/O): the session asks it where an event belongs and tells it
+    what happened. A response is *stale* once interrupted or finished; events for it
+    are then ignored. The tracker *settles* when no response is live, none waits for its
+    tool follow-up, and no requested response is still to start.
+    """
+
+    def __init__(self, clock: Callable[[], float], stale_limit: int = 64) -> None:
+        self.clock = clock
+        self.active: ResponseState | None = None
+        self.done_count = 0
+        self._live: dict[str, ResponseState] = {}
+        self._stale = BoundedSet(stale_limit)
+        self._awaiting_followup: set[str] = set()
+        self._requested = False  # response.create sent, response.created not yet seen
+        self._turn_end_at: float | None = None
+
+    def settled(self) -> bool:
+        """Nothing in progress and nothing owed."""
+        return self.active is None and not self._awaiting_followup and not self._requested
+
+    def turn_ended(self) -> None:
+        """The user stopped speaking (server VAD) or committed (client VAD)."""
+        self._turn_end_at = self.clock()
+
+    def requested(self) -> None:
+        """A ``response.create`` went out."""
+        self._requested = True
+
+    def created(self, response_id: str) -> ResponseState:
+        """A response started; it owns the pending end of turn (a greeting has none)."""
+        response = ResponseState(response_id, self.clock(), self._turn_end_at)
+        self._turn_end_at = None
+        self._requested = False
+        self._live[response_id] = response
+        self.active = response
+        return response
+
+    def get(self, response_id: str | None) -> ResponseState | None:
+        """The live response an event belongs to; None for a stale one."""
+        if response_id is None:
+            return self.active
+        if response_id in self._stale:
+            return None
+        # A delta before (or without) response.created starts tracking it here.
+        return self._live.get(response_id) or self.created(response_id)
+
+    def interrupt(self) -> ResponseState | None:
+        """Mark the active response interrupted and stale; returns it if there was one."""
+        response = self.active
+        if response is None or response.done:
+            return None
+        response.interrupted = True
+        self._stale.add(response.id)
+        self.active = None
+        return response
+
+    def finish(self, response_id: str) -> ResponseState:
+        """``response.done``: the response (a placeholder if never seen) is done and stale."""
+        response = self._live.pop(response_id, None)
+        if response is None:
+            response = ResponseState(
+                response_id, self.clock(), None, interrupted=response_id in self._stale
+            )
+        response.done = True
+        self._stale.add(response_id)
+        if self.active is response:
+            self.active = None
+        if response.pending_tools and not response.interrupted:
+            self._awaiting_followup.add(response_id)
+        self.done_count += 1
+        return response
+
+    def follow_up_due(self, response: ResponseState) -> bool:
+        """True once, when a tool response's outputs are all in: time for response.create."""
+        if not response.needs_followup():
+            return False
+        self._awaiting_followup.discard(response.id)
+        response.followup_sent = True
+        self._turn_end_at = response.turn_end_at  # the follow-up answers the same turn
+        self._requested = True
+        return True
+
+    def connection_lost(self) -> ResponseState | None:
+        """Forget everything of the old socket; returns the response it cut, if any."""
+        cut = self.interrupt()
+        self._live.clear()
+        self._awaiting_followup.clear()
+        self._requested = False
+        return cut

@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import enum
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from glm_realtime.backoff import Backoff
 from glm_realtime.config import ExtensionConfig
+from glm_realtime.handler import SessionHandler, SessionState, ToolOutcome
 from glm_realtime.memory import ChatMemory, Role
-from glm_realtime.responses import BoundedSet, ResponseState
+from glm_realtime.responses import ResponseState, ResponseTracker
 from glm_realtime.uplink import AudioDump, Uplink
 from realtime import events as ev
 from realtime.audio import DownlinkDecoder, UplinkPacker
@@ -46,55 +43,6 @@ from realtime.session import FunctionTool
 __all__ = ["SessionHandler", "SessionState", "ToolOutcome", "VoiceSession"]
 
 logger = logging.getLogger(__name__)
-
-
-class SessionState(enum.Enum):
-    """Where the session is in its life."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    READY = "ready"
-    BACKOFF = "backoff"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class ToolOutcome:
-    """What goes back to GLM as ``function_call_output``."""
-
-    output: str
-    ok: bool = True
-
-    @classmethod
-    def failure(cls, reason: str) -> ToolOutcome:
-        """A failure the model can read, so it never waits for a result forever."""
-        return cls(json.dumps({"success": False, "error": reason}), ok=False)
-
-
-class SessionHandler(Protocol):
-    """Where the session's output goes (the extension node implements it)."""
-
-    async def send_audio(self, pcm: bytes, sample_rate: int) -> None:
-        """Assistant audio, s16le mono."""
-
-    async def send_transcript(self, text: str, role: Role, final: bool) -> None:
-        """A transcript piece; ``final`` ends the segment."""
-
-    async def send_flush(self) -> None:
-        """Stop playing queued assistant audio (barge-in)."""
-
-    async def call_tool(self, name: str, arguments: str) -> ToolOutcome:
-        """Run a tool; may raise (the session turns that into a failure output)."""
-
-    async def send_metrics(self, metrics: dict[str, object]) -> None:
-        """Timing and usage figures."""
-
-    async def send_error(self, code: str | None, message: str, fatal: bool) -> None:
-        """A server or connection error; ``fatal`` means the session has given up."""
-
-    async def append_history(self, role: Role, text: str) -> None:
-        """A turn for the storage node."""
 
 
 class VoiceSession:
@@ -132,18 +80,12 @@ class VoiceSession:
         self._commit_pending = False
         self._history_text = ""
         self._send_lock = asyncio.Lock()
-        self._responses: dict[str, ResponseState] = {}
-        self._active: ResponseState | None = None
-        self._stale = BoundedSet(64)
-        self._turn_end_at: float | None = None
+        self.responses = ResponseTracker(clock)
         self._users = 0
         self._greet_pending = False
         self._greeted = False
         self._run_task: asyncio.Task[None] | None = None
         self._tool_tasks: set[asyncio.Task[None]] = set()
-        self._awaiting_followup: set[str] = set()
-        self._expecting_response = False  # response.create sent, response.created not yet
-        self.responses_done = 0
         self._changed = asyncio.Condition()
 
     # ----------------------------------------------------------------- lifecycle
@@ -178,7 +120,7 @@ class VoiceSession:
 
     def settled(self) -> bool:
         """No response in progress and no tool call waiting for its follow-up."""
-        return self._active is None and not self._awaiting_followup and not self._expecting_response
+        return self.responses.settled()
 
     async def wait_settled(self, min_responses: int = 1) -> None:
         """Wait until ``min_responses`` responses ended and the session is settled.
@@ -188,7 +130,7 @@ class VoiceSession:
         async with self._changed:
             await self._changed.wait_for(
                 lambda: (
-                    self.responses_done >= min_responses
+                    self.responses.done_count >= min_responses
                     and self.settled()
                     or self.state in (SessionState.FAILED, SessionState.STOPPED)
                 )
@@ -227,12 +169,9 @@ class VoiceSession:
     async def interrupt(self) -> None:
         """The user barged in: stop playback and cancel the response in progress."""
         await self.handler.send_flush()
-        response = self._active
-        if response is None or response.done:
+        response = self.responses.interrupt()
+        if response is None:
             return
-        response.interrupted = True
-        self._stale.add(response.id)
-        self._active = None
         await self._send(ev.ResponseCancel())
         partial = response.splitter.finish()
         await self.handler.send_transcript(f"{partial}[interrupted]", "assistant", True)
@@ -248,7 +187,7 @@ class VoiceSession:
         if self.config.server_vad:
             return
         await self._send_packets(self.uplink.packer.flush())
-        self._turn_end_at = self.clock()
+        self.responses.turn_ended()
         if self._ready:
             await self._commit_turn()
         else:
@@ -261,7 +200,7 @@ class VoiceSession:
         await self._request_response()
 
     async def _request_response(self) -> None:
-        self._expecting_response = True
+        self.responses.requested()
         await self._send(ev.ResponseCreate())
 
     async def user_joined(self) -> None:
@@ -364,17 +303,11 @@ class VoiceSession:
     async def _connection_lost(self) -> None:
         self._conn = None
         self._ready = False
-        response, self._active = self._active, None
-        if response is not None and not response.done:
+        response = self.responses.connection_lost()
+        if response is not None:
             # The reply was cut by the network: close its segment, keep what was said.
-            response.interrupted = True
-            self._stale.add(response.id)
-            tail = response.splitter.finish()
-            await self.handler.send_transcript(tail, "assistant", True)
+            await self.handler.send_transcript(response.splitter.finish(), "assistant", True)
             await self._remember("assistant", response.text)
-        self._responses.clear()
-        self._awaiting_followup.clear()
-        self._expecting_response = False
 
     # ---------------------------------------------------------------- dispatching
 
@@ -390,13 +323,13 @@ class VoiceSession:
                 if self.config.server_vad:
                     await self.interrupt()
             case ev.InputAudioBufferSpeechStopped():
-                self._turn_end_at = self.clock()
+                self.responses.turn_ended()
             case ev.InputAudioTranscriptionCompleted():
                 await self._on_user_transcript(event.transcript)
             case ev.InputAudioTranscriptionFailed():
                 logger.warning("! user transcription failed: %s", event.error)
             case ev.ResponseCreated():
-                self._on_response_created(event.response.id)
+                self.responses.created(event.response.id)
             case ev.ResponseAudioDelta():
                 await self._on_audio_delta(event)
             case ev.ResponseAudioTranscriptDelta() | ev.ResponseTextDelta():
@@ -451,28 +384,8 @@ class VoiceSession:
             await self.handler.send_transcript(text, "user", True)
         await self._remember("user", text)
 
-    def _on_response_created(self, response_id: str) -> None:
-        # The turn's end belongs to this response only; a later greeting has none.
-        response = ResponseState(response_id, self.clock(), self._turn_end_at)
-        self._turn_end_at = None
-        self._expecting_response = False
-        self._responses[response_id] = response
-        self._active = response
-
-    def _response(self, response_id: str | None) -> ResponseState | None:
-        """The live response an event belongs to; None for a stale (interrupted) one."""
-        if response_id is not None:
-            if response_id in self._stale:
-                return None
-            if response_id in self._responses:
-                return self._responses[response_id]
-            # A delta before (or without) response.created: track it from here.
-            self._on_response_created(response_id)
-            return self._responses[response_id]
-        return self._active
-
     async def _on_audio_delta(self, event: ev.ResponseAudioDelta) -> None:
-        response = self._response(event.response_id)
+        response = self.responses.get(event.response_id)
         if response is None or not self.config.audio_out:
             return
         pcm = self._decoder.decode(event.delta)
@@ -485,7 +398,7 @@ class VoiceSession:
             await self.handler.send_audio(pcm, self.config.sample_rate)
 
     async def _on_text_delta(self, response_id: str | None, delta: str) -> None:
-        response = self._response(response_id)
+        response = self.responses.get(response_id)
         if response is None:
             return
         if response.first_text_at is None:
@@ -494,38 +407,25 @@ class VoiceSession:
             await self.handler.send_transcript(sentence, "assistant", False)
 
     def _final_text(self, response_id: str | None, text: str) -> None:
-        response = self._response(response_id)
+        response = self.responses.get(response_id)
         if response is not None and text:
             response.final_transcript = text
 
     async def _on_response_done(self, info: ev.ResponseInfo) -> None:
-        response = self._responses.get(info.id) or (
-            self._active if self._active and info.id not in self._stale else None
-        )
-        now = self.clock()
-        if response is None:  # interrupted earlier, or never seen
-            response = ResponseState(info.id, now, None, interrupted=info.id in self._stale)
-        response.done = True
-        self._responses.pop(info.id, None)
-        self._stale.add(info.id)  # late events of a finished response are ignored
-        if self._active is response:
-            self._active = None
+        response = self.responses.finish(info.id)
         if not response.interrupted:
             await self.handler.send_transcript(response.splitter.finish(), "assistant", True)
             await self._remember("assistant", response.text)
         await self.handler.send_metrics(
-            response.metrics(now, info.status, info.usage, self.config.sample_rate)
+            response.metrics(self.clock(), info.status, info.usage, self.config.sample_rate)
         )
-        if response.pending_tools and not response.interrupted:
-            self._awaiting_followup.add(response.id)
         await self._maybe_follow_up(response)
-        self.responses_done += 1
         await self._notify()
 
     # ---------------------------------------------------------------------- tools
 
     def _on_function_call(self, event: ev.ResponseFunctionCallArgumentsDone) -> None:
-        response = self._response(event.response_id)
+        response = self.responses.get(event.response_id)
         if response is None:
             logger.info("= dropping tool call %s of an interrupted response", event.name)
             return
@@ -564,11 +464,8 @@ class VoiceSession:
     async def _maybe_follow_up(self, response: ResponseState) -> None:
         # One response.create after every output of the response is in: several would
         # race into "conversation already has an active response".
-        if response.needs_followup():
-            self._awaiting_followup.discard(response.id)
-            response.followup_sent = True
-            self._turn_end_at = response.turn_end_at
-            await self._request_response()
+        if self.responses.follow_up_due(response):
+            await self._send(ev.ResponseCreate())
 
     # ---------------------------------------------------------------------- sending
 
