@@ -11,7 +11,7 @@ import pytest
 from glm_realtime.backoff import Backoff
 from glm_realtime.config import ExtensionConfig
 from glm_realtime.memory import ChatMemory
-from glm_realtime.responses import BoundedSet
+from glm_realtime.responses import BoundedSet, ResponseTracker
 from glm_realtime.tools import tool_from_metadata, tool_result_text
 from glm_realtime.transcript import SentenceSplitter
 from glm_realtime.uplink import AudioDump, Uplink
@@ -286,3 +286,45 @@ def test_readme_documents_every_property_and_cli_command() -> None:
 
     for command in cli.commands:
         assert f"glm-realtime {command}" in readme, command
+
+
+def _tracker() -> ResponseTracker:
+    ticks = iter(range(1000))
+    return ResponseTracker(lambda: float(next(ticks)))
+
+
+def test_tracker_ignores_events_of_interrupted_and_finished_responses() -> None:
+    tracker = _tracker()
+    tracker.created("r1")
+    assert tracker.interrupt() is not None
+    assert tracker.get("r1") is None
+    tracker.created("r2")
+    tracker.finish("r2")
+    assert tracker.get("r2") is None
+    assert tracker.interrupt() is None  # nothing active any more
+
+
+def test_tracker_settles_only_after_the_tool_follow_up_response() -> None:
+    tracker = _tracker()
+    tracker.turn_ended()
+    first = tracker.created("r1")
+    first.called_tools = first.pending_tools = 1
+    tracker.finish("r1")
+    assert not tracker.settled()  # a tool is still running
+    first.pending_tools = 0
+    assert tracker.follow_up_due(first) is True
+    assert tracker.follow_up_due(first) is False  # once only
+    assert not tracker.settled()  # response.create sent, nothing started yet
+    second = tracker.created("r2")
+    assert second.turn_end_at == first.turn_end_at  # measured from the same end of turn
+    tracker.finish("r2")
+    assert tracker.settled() and tracker.done_count == 2
+
+
+def test_tracker_connection_loss_returns_the_cut_response_and_forgets_the_rest() -> None:
+    tracker = _tracker()
+    tracker.created("r1").splitter.feed("Half a")
+    tracker.requested()
+    cut = tracker.connection_lost()
+    assert cut is not None and cut.interrupted and cut.text == "Half a"
+    assert tracker.settled()
