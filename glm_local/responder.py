@@ -1,0 +1,168 @@
+"""Speaking one reply: text deltas, TTS off the event loop, paced 24 kHz audio deltas.
+
+:class:`Speaker` streams a reply the way GLM does: for each sentence (see
+:func:`glm_local.speech.split_text`) a transcript delta, then that sentence's audio in
+~100 ms base64 chunks. Audio is paced no faster than ``pace`` x real time after the
+first chunk (``pace`` 0 sends as fast as it is synthesised); the next sentence is
+synthesised in a worker thread while the current one is being sent, so pacing hides
+the synthesis time. Cancelling the task that runs :meth:`Speaker.speak` stops it at
+once; a sentence being synthesised finishes in its thread and is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from realtime import events as ev
+from realtime.server_events import InputTokenDetails, OutputTokenDetails
+
+if TYPE_CHECKING:
+    from glm_local.speech import Synthesizer
+
+__all__ = ["CHUNK_MS", "Send", "Speaker", "estimate_tokens", "new_id", "usage"]
+
+CHUNK_MS = 100
+_OUT_RATE = 24000
+_CHUNK_BYTES = _OUT_RATE * CHUNK_MS // 1000 * 2
+_AUDIO_TOKENS_PER_S = 12.5  # a token per 80 ms of speech, as audio LMs commonly count
+
+Send = Callable[[ev.ServerEventBase], Awaitable[None]]
+
+
+def new_id(prefix: str) -> str:
+    """A fresh id such as ``resp_3f2a...``."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough BPE token count: about four characters per token."""
+    return math.ceil(len(text.strip()) / 4) if text.strip() else 0
+
+
+def usage(input_text: str, output_text: str, audio_ms: float) -> ev.Usage:
+    """Token usage estimated from the texts (and the length of the spoken audio)."""
+    text_in = estimate_tokens(input_text)
+    text_out = estimate_tokens(output_text)
+    audio_out = math.ceil(audio_ms / 1000 * _AUDIO_TOKENS_PER_S)
+    return ev.Usage(
+        total_tokens=text_in + text_out + audio_out,
+        input_tokens=text_in,
+        output_tokens=text_out + audio_out,
+        input_token_details=InputTokenDetails(text_tokens=text_in),
+        output_token_details=OutputTokenDetails(text_tokens=text_out, audio_tokens=audio_out),
+    )
+
+
+def _render(synth: Synthesizer, text: str) -> bytes:
+    return b"".join(synth.synthesize(text))
+
+
+def _render_task(synth: Synthesizer, text: str) -> asyncio.Task[bytes]:
+    return asyncio.create_task(asyncio.to_thread(_render, synth, text), name="glm-local:tts")
+
+
+class Speaker:
+    """Streams one reply of one response; see the module docstring.
+
+    Attributes:
+        spoken: the text whose deltas were sent so far.
+        audio_ms: milliseconds of audio sent so far.
+        first_audio_at: ``time.monotonic()`` when the first audio delta was sent.
+    """
+
+    def __init__(
+        self,
+        send: Send,
+        *,
+        response_id: str,
+        item_id: str,
+        synthesizer: Synthesizer | None,
+        pace: float,
+        split: Callable[[str], list[str]],
+    ) -> None:
+        self._send = send
+        self._ids = {
+            "response_id": response_id,
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+        self._synth = synthesizer
+        self._pace = pace
+        self._split = split
+        self.spoken = ""
+        self.audio_ms = 0.0
+        self.first_audio_at: float | None = None
+        self._t0 = 0.0
+        self._sent_s = 0.0
+
+    async def speak(self, text: str) -> None:
+        """Send the deltas of ``text`` and its audio, then the ``.done`` events."""
+        segments = self._split(text)
+        if self._synth is None:
+            for index, segment in enumerate(segments):
+                delta = segment if index == 0 else " " + segment
+                await self._send(
+                    ev.ResponseTextDelta(type="response.text.delta", delta=delta, **self._ids)
+                )
+                self.spoken += delta
+            await self._send(
+                ev.ResponseTextDone(type="response.text.done", text=self.spoken, **self._ids)
+            )
+            return
+        synth = self._synth
+        pending: asyncio.Task[bytes] | None = None
+        if segments:
+            pending = _render_task(synth, segments[0])
+        try:
+            for index, segment in enumerate(segments):
+                assert pending is not None
+                audio = await pending
+                pending = None
+                if index + 1 < len(segments):
+                    following = segments[index + 1]
+                    pending = _render_task(synth, following)
+                delta = segment if index == 0 else " " + segment
+                await self._send(
+                    ev.ResponseAudioTranscriptDelta(
+                        type="response.audio_transcript.delta", delta=delta, **self._ids
+                    )
+                )
+                self.spoken += delta
+                await self._stream_audio(audio)
+        finally:
+            if pending is not None:
+                pending.cancel()
+        await self._send(ev.ResponseAudioDone(type="response.audio.done", **self._ids))
+        await self._send(
+            ev.ResponseAudioTranscriptDone(
+                type="response.audio_transcript.done", transcript=self.spoken, **self._ids
+            )
+        )
+
+    async def _stream_audio(self, pcm: bytes) -> None:
+        for offset in range(0, len(pcm), _CHUNK_BYTES):
+            chunk = pcm[offset : offset + _CHUNK_BYTES]
+            now = time.monotonic()
+            if self.first_audio_at is None:
+                self.first_audio_at = self._t0 = now
+            elif self._pace > 0:
+                delay = self._t0 + self._sent_s / self._pace - now
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await self._send(
+                ev.ResponseAudioDelta(
+                    type="response.audio.delta",
+                    delta=base64.b64encode(chunk).decode("ascii"),
+                    **self._ids,
+                )
+            )
+            chunk_s = len(chunk) / 2 / _OUT_RATE
+            self._sent_s += chunk_s
+            self.audio_ms += chunk_s * 1000

@@ -1,0 +1,235 @@
+"""The embedded backend: a local websocket server that speaks GLM-Realtime.
+
+Usage::
+
+    async with LocalRealtimeServer(port=0, token="secret") as server:
+        print(server.url)  # ws://127.0.0.1:PORT/api/paas/v4/realtime
+        ...
+
+Each connection is a :class:`~glm_local.session.LocalSession` with its own VAD, recogniser
+and conversation; the pocketsphinx language model, the synthesizer and the reply engine
+are loaded once and shared. A wrong path gets HTTP 404, a missing or wrong
+``Authorization: Bearer`` token 401 (the token, or a GLM-style JWT signed with its
+secret, is accepted), a frame over ``max_frame_bytes`` closes the socket with 1009.
+Nothing starts in ``__init__``; leaving the context closes every socket (1001) and
+waits for every session to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import warnings
+from http import HTTPStatus
+from types import TracebackType
+from typing import Literal
+
+import jwt
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from glm_local.engine import DeterministicEngine, ReplyEngine
+from glm_local.session import LocalSession, SessionResources
+
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "PATH", "LocalRealtimeServer"]
+
+PATH = "/api/paas/v4/realtime"
+DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+logger = logging.getLogger(__name__)
+
+
+class _RedactAuthorization(logging.Filter):
+    """websockets logs handshake headers at debug level; never let the token through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg) + " ".join(str(a) for a in record.args or ())
+        if "authorization" in text.lower():
+            record.msg, record.args = "Authorization: [redacted]", ()
+        return True
+
+
+_wire_logger = logging.getLogger("glm_local.websockets")
+_wire_logger.addFilter(_RedactAuthorization())
+
+
+def _load_resources(
+    tts: Literal["espeak", "piper"], engine: ReplyEngine, pace: float, heartbeat_s: float
+) -> SessionResources:
+    from glm_local.speech import PocketSphinxModel, make_synthesizer
+
+    return SessionResources(
+        asr_model=PocketSphinxModel.default(),
+        synthesizer=make_synthesizer(tts),
+        engine=engine,
+        pace=pace,
+        heartbeat_s=heartbeat_s,
+    )
+
+
+class LocalRealtimeServer:
+    """A GLM-Realtime server on offline speech parts; an async context manager.
+
+    Args:
+        host: interface to listen on.
+        port: TCP port; 0 picks a free one (see :attr:`port`).
+        token: when set, clients must send ``Authorization: Bearer <token>`` (or a JWT
+            signed with the secret of a ``{id}.{secret}`` token).
+        heartbeat_s: seconds between ``heartbeat`` events.
+        pace: audio is streamed no faster than ``pace`` x real time; 0 disables pacing.
+        tts: ``"espeak"`` (fast, robotic) or ``"piper"`` (natural, needs the piper extra).
+        engine: what to answer; default :class:`~glm_local.engine.DeterministicEngine`.
+        max_frame_bytes: largest accepted frame; a larger one closes the socket (1009).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        token: str | None = None,
+        *,
+        heartbeat_s: float = 30.0,
+        pace: float = 1.0,
+        tts: Literal["espeak", "piper"] = "espeak",
+        engine: ReplyEngine | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        if heartbeat_s <= 0:
+            raise ValueError(f"heartbeat_s must be positive, got {heartbeat_s}")
+        if pace < 0:
+            raise ValueError(f"pace must be >= 0, got {pace}")
+        if max_frame_bytes <= 0:
+            raise ValueError(f"max_frame_bytes must be positive, got {max_frame_bytes}")
+        self.host = host
+        self._requested_port = port
+        self._token = token
+        self.heartbeat_s = heartbeat_s
+        self.pace = pace
+        self.tts: Literal["espeak", "piper"] = tts
+        self.engine: ReplyEngine = engine or DeterministicEngine()
+        self.max_frame_bytes = max_frame_bytes
+        self.path = PATH
+        self.sessions: set[LocalSession] = set()
+        """The sessions currently connected."""
+        self.sessions_served = 0
+        self._server: Server | None = None
+        self._port: int | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._port is not None else "not started"
+        return f"<LocalRealtimeServer {where} sessions={len(self.sessions)}>"
+
+    @property
+    def port(self) -> int:
+        """The port listened on (known once started)."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def base_uri(self) -> str:
+        """``ws://HOST:PORT``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The full websocket URL clients connect to."""
+        return self.base_uri + self.path
+
+    async def start(self) -> None:
+        """Load the shared speech parts and start listening."""
+        if self._server is not None:
+            raise RuntimeError("the server is already started")
+        self._resources = await asyncio.to_thread(
+            _load_resources, self.tts, self.engine, self.pace, self.heartbeat_s
+        )
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self._requested_port,
+            process_request=self._check_request,
+            max_size=self.max_frame_bytes,
+            compression=None,
+            ping_interval=None,
+            logger=_wire_logger,
+        )
+        self._port = int(next(iter(self._server.sockets)).getsockname()[1])
+        logger.info("local GLM-Realtime server listening at %s", self.url)
+
+    async def close(self) -> None:
+        """Close every connection (1001) and wait until every session has ended."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        await server.wait_closed()
+        logger.info("local GLM-Realtime server at %s closed", self.url)
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled."""
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def __aenter__(self) -> LocalRealtimeServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ handshake
+
+    def _authorized(self, header: str | None) -> bool:
+        if self._token is None:
+            return True
+        if header is None or not header.startswith("Bearer "):
+            return False
+        given = header.removeprefix("Bearer ").strip()
+        if hmac.compare_digest(given.encode(), self._token.encode()):
+            return True
+        key_id, sep, secret = self._token.partition(".")
+        if not sep or given.count(".") != 2:
+            return False
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="The HMAC key is")
+                claims = jwt.decode(
+                    given, secret, algorithms=["HS256"], options={"verify_exp": False}
+                )
+        except jwt.InvalidTokenError:
+            return False
+        return bool(claims.get("api_key") == key_id)
+
+    def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0] != self.path:
+            return conn.respond(HTTPStatus.NOT_FOUND, f"no such path; use {self.path}\n")
+        if not self._authorized(request.headers.get("Authorization")):
+            body = b'{"error":{"code":"1000","message":"authentication failed"}}'
+            headers = Headers([("Content-Type", "application/json")])
+            headers["Content-Length"] = str(len(body))
+            return Response(401, "Unauthorized", headers, body)
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session = LocalSession(ws, self._resources)
+        self.sessions.add(session)
+        self.sessions_served += 1
+        logger.info("session %s connected from %s", session.id, ws.remote_address)
+        try:
+            await session.run()
+        except Exception:
+            logger.exception("session %s crashed; closing it", session.id)
+            await ws.close(1011, "internal error")
+        finally:
+            self.sessions.discard(session)
+            logger.info("session %s ended (close code %s)", session.id, ws.close_code)

@@ -1,0 +1,558 @@
+"""One GLM-Realtime connection of the embedded backend.
+
+Every client frame goes through one queue and one consumer task, so events take effect
+in the order they were sent (a commit after its appends, a cancel after the response it
+cancels was requested). CPU work (audio decoding, VAD, ASR) runs in worker threads
+(:func:`asyncio.to_thread`), one call at a time per session, so the event loop, the
+heartbeats and the other sessions never wait for it. A response runs in its own task
+(:mod:`glm_local.responder`) while the consumer goes on reading audio, so the user can
+speak over it. An unexpected exception closes only this session, with 1011.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
+from glm_local.input_audio import TARGET_RATE, InputAudioDecoder, InvalidAudio
+from glm_local.responder import Speaker, new_id, usage
+from realtime import events as ev
+from realtime.session import SessionConfig
+
+if TYPE_CHECKING:
+    from glm_local.speech import PocketSphinxModel, SpeechDetector, Synthesizer
+    from glm_local.speech.asr import PocketSphinxRecognizer
+
+__all__ = ["LocalSession", "SessionResources"]
+
+logger = logging.getLogger(__name__)
+
+_QUEUE_FRAMES = 256  # frames read ahead of the consumer before the socket is throttled
+_HISTORY_TURNS = 20
+_VAD_DEFAULTS = (0.5, 300, 500)  # threshold, prefix_padding_ms, silence_duration_ms
+
+
+@dataclass(frozen=True)
+class SessionResources:
+    """What all sessions of one server share (each is safe to use from many threads)."""
+
+    asr_model: PocketSphinxModel
+    synthesizer: Synthesizer
+    engine: ReplyEngine
+    pace: float
+    heartbeat_s: float
+
+
+@dataclass(eq=False)
+class _Response:
+    id: str
+    item_id: str
+    input_text: str
+    task: asyncio.Task[None] | None = None
+    speaker: Speaker | None = None
+    done: bool = False  # response.done is being (or was) sent: too late to cancel
+    output: list[ev.ConversationItem] = field(default_factory=list)
+
+
+class LocalSession:
+    """Serves one websocket until it closes. Made by the server, not directly."""
+
+    def __init__(self, ws: ServerConnection, resources: SessionResources) -> None:
+        self.id = new_id("sess")
+        self._ws = ws
+        self._res = resources
+        self.config = SessionConfig()
+        self._decoder = InputAudioDecoder(self.config.input_audio_format)
+        self._vad: SpeechDetector | None = None
+        self._vad_params: tuple[float, int, int] | None = None
+        self._asr: PocketSphinxRecognizer | None = None
+        self._clock_ms = 0  # stream ms before the current VAD's clock started
+        self._buffered_samples = 0  # client VAD: audio appended since the last commit
+        self._speech_item: str | None = None
+        self._last_item: str | None = None
+        self._pending_user: str | None = None
+        self._calls: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._tool_results: list[ToolResult] = []
+        self._history: list[Turn] = []
+        self._response: _Response | None = None
+        self._greeted = False
+        self._queue: asyncio.Queue[str | bytes] = asyncio.Queue(_QUEUE_FRAMES)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.speech_stopped_at: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Greet, then read frames until the socket closes; always cleans up."""
+        try:
+            await self._send(ev.Heartbeat(type="heartbeat"))
+            await self._send(ev.SessionCreated(type="session.created", session=self._info()))
+            self._spawn(self._heartbeats(), "heartbeat")
+            self._spawn(self._consume(), "consumer")
+            async for frame in self._ws:
+                await self._queue.put(frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._stop_tasks()
+
+    def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"glm-local:{self.id}:{what}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _stop_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._res.heartbeat_s)
+            await self._send(ev.Heartbeat(type="heartbeat"))
+
+    async def _consume(self) -> None:
+        await asyncio.to_thread(self._load_asr)
+        await self._configure_vad()
+        while True:
+            frame = await self._queue.get()
+            try:
+                await self._handle(frame)
+            except Exception:
+                logger.exception("session %s failed; closing it", self.id)
+                await self._error("server_error", "internal error in the local backend")
+                await self._ws.close(1011, "internal error")
+                return
+
+    def _load_asr(self) -> None:
+        from glm_local.speech.asr import PocketSphinxRecognizer
+
+        self._asr = PocketSphinxRecognizer(self._res.asr_model)
+
+    # ------------------------------------------------------------------ sending
+
+    async def _send(self, event: ev.ServerEventBase) -> None:
+        event.event_id = new_id("event")
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(event.model_dump_json(exclude_none=True))
+
+    async def _error(self, code: str, message: str, event_id: str | None = None) -> None:
+        logger.info("session %s: error %s: %s", self.id, code, message)
+        detail = ev.ErrorDetail(
+            type="invalid_request_error", code=code, message=message, event_id=event_id
+        )
+        await self._send(ev.ErrorEvent(type="error", error=detail))
+
+    def _info(self) -> ev.SessionInfo:
+        return ev.SessionInfo(id=self.id, **self.config.to_wire())
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def _handle(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            await self._error("invalid_event", f"binary frame of {len(frame)} bytes; send JSON")
+            return
+        event = ev.parse_client_event(frame)
+        match event:
+            case ev.InvalidEvent():
+                await self._error("invalid_event", f"{event.type or 'event'}: {event.reason}")
+            case ev.UnknownEvent():
+                await self._error("invalid_event", f"unknown event type {event.type!r}")
+            case ev.InputAudioBufferAppend():
+                await self._append(event.audio, event.event_id)
+            case ev.SessionUpdate():
+                await self._update(event.session)
+            case ev.InputAudioBufferCommit():
+                await self._commit(event.event_id)
+            case ev.InputAudioBufferClear():
+                await self._clear()
+            case ev.ConversationItemCreate():
+                await self._create_item(event.item, event.event_id)
+            case ev.ResponseCreate():
+                await self._request_response(event.event_id)
+            case ev.ResponseCancel():
+                await self._cancel(event.event_id)
+            case ev.InputAudioBufferPreCommit():
+                pass
+            case _:
+                await self._error(
+                    "unsupported_event",
+                    f"{event.type} is not supported by the local backend",
+                    event.event_id,
+                )
+
+    # ------------------------------------------------------------------ session
+
+    async def _update(self, session: SessionConfig) -> None:
+        old, self.config = self.config, session
+        if session.input_audio_format != old.input_audio_format:
+            self._decoder = InputAudioDecoder(session.input_audio_format)
+        if session.turn_detection.type != old.turn_detection.type:
+            await asyncio.to_thread(self._abort_utterance)
+        await self._configure_vad()
+        await self._send(ev.SessionUpdated(type="session.updated", session=self._info()))
+        greeting = session.greeting_config
+        if greeting is not None and greeting.enable and not self._greeted:
+            self._greeted = True
+            content = (greeting.content or "").strip() or GREETING
+            await self._start_response(None, reply=Reply(content), replace=True)
+
+    async def _configure_vad(self) -> None:
+        td = self.config.turn_detection
+        if td.type != "server_vad":
+            self._drop_vad()
+            return
+        params = (
+            _VAD_DEFAULTS[0] if td.threshold is None else td.threshold,
+            _VAD_DEFAULTS[1] if td.prefix_padding_ms is None else td.prefix_padding_ms,
+            _VAD_DEFAULTS[2] if td.silence_duration_ms is None else td.silence_duration_ms,
+        )
+        if self._vad is not None and params == self._vad_params:
+            return
+        self._drop_vad()
+        self._vad = await asyncio.to_thread(_new_vad, *params)
+        self._vad_params = params
+
+    def _drop_vad(self) -> None:
+        if self._vad is not None:
+            self._clock_ms += self._vad.stream_ms
+        self._vad, self._vad_params, self._speech_item = None, None, None
+
+    def _abort_utterance(self) -> None:
+        assert self._asr is not None
+        self._asr.start()  # discards the unfinished utterance
+        self._buffered_samples = 0
+        if self._vad is not None and self._vad.in_speech:
+            self._clock_ms += self._vad.stream_ms
+            self._vad.reset()
+        self._speech_item = None
+
+    # ------------------------------------------------------------------ input audio
+
+    async def _append(self, audio: str, event_id: str) -> None:
+        try:
+            events = await asyncio.to_thread(self._feed, audio)
+        except InvalidAudio as exc:
+            await self._error("invalid_audio", f"input_audio_buffer.append: {exc}", event_id)
+            return
+        from glm_local.speech import SpeechStarted
+
+        for vad_event in events:
+            if isinstance(vad_event, SpeechStarted):
+                self._speech_item = new_id("item")
+                await self._send(
+                    ev.InputAudioBufferSpeechStarted(
+                        type="input_audio_buffer.speech_started",
+                        audio_start_ms=self._clock_ms + vad_event.audio_start_ms,
+                        item_id=self._speech_item,
+                    )
+                )
+                active = self._response
+                if self.config.turn_detection.interrupt_response and active and not active.done:
+                    await self._abort(active)
+            else:
+                self.speech_stopped_at = time.monotonic()
+                item_id = self._speech_item or new_id("item")
+                self._speech_item = None
+                await self._send(
+                    ev.InputAudioBufferSpeechStopped(
+                        type="input_audio_buffer.speech_stopped",
+                        audio_end_ms=self._clock_ms + vad_event.audio_end_ms,
+                        item_id=item_id,
+                    )
+                )
+                await self._finish_turn(item_id, respond=True)
+
+    def _feed(self, audio: str) -> list[Any]:
+        """Decode, run the VAD, feed the recogniser (in a worker thread)."""
+        pcm = self._decoder.decode(audio)
+        asr = self._asr
+        assert asr is not None
+        vad = self._vad
+        if vad is None:  # client VAD: everything appended belongs to the turn
+            asr.feed(pcm)
+            self._buffered_samples += len(pcm) // 2
+            return []
+        from glm_local.speech import SpeechStarted
+
+        was_speaking = vad.in_speech
+        events: list[Any] = vad.feed(pcm)
+        starts = [e for e in events if isinstance(e, SpeechStarted)]
+        if starts:
+            asr.start()
+            asr.feed(vad.audio_since(starts[0].audio_start_ms))
+        elif was_speaking:
+            asr.feed(pcm)
+        return events
+
+    async def _commit(self, event_id: str) -> None:
+        vad = self._vad
+        has_audio = vad.in_speech if vad is not None else self._buffered_samples > 0
+        if not has_audio:
+            await self._error(
+                "input_audio_buffer_commit_empty",
+                "input_audio_buffer.commit: the buffer is empty "
+                + ("(no speech in progress)" if vad is not None else "(nothing appended)"),
+                event_id,
+            )
+            return
+        item_id = self._speech_item or new_id("item")
+        if vad is not None:  # server VAD: the client ends the speech early
+            self._clock_ms += vad.stream_ms
+            vad.reset()
+            self._speech_item = None
+        await self._finish_turn(item_id, respond=vad is not None)
+
+    async def _clear(self) -> None:
+        await asyncio.to_thread(self._abort_utterance)
+        self._decoder.reset()
+        await self._send(ev.InputAudioBufferCleared(type="input_audio_buffer.cleared"))
+
+    async def _finish_turn(self, item_id: str, *, respond: bool) -> None:
+        """Commit the utterance as a user item, transcribe it, maybe answer it."""
+        previous, self._last_item = self._last_item, item_id
+        await self._send(
+            ev.InputAudioBufferCommitted(
+                type="input_audio_buffer.committed", item_id=item_id, previous_item_id=previous
+            )
+        )
+        item = ev.ConversationItem(
+            id=item_id,
+            type="message",
+            object="realtime.item",
+            status="completed",
+            role="user",
+            content=[ev.ContentPart(type="input_audio")],
+        )
+        await self._send(
+            ev.ConversationItemCreated(
+                type="conversation.item.created", item=item, previous_item_id=previous
+            )
+        )
+        transcript = await asyncio.to_thread(self._finish_asr)
+        await self._send(
+            ev.InputAudioTranscriptionCompleted(
+                type="conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=transcript,
+            )
+        )
+        if transcript:
+            self._remember("user", transcript)
+        if not respond:
+            self._pending_user = transcript
+        elif transcript and self.config.turn_detection.create_response is not False:
+            await self._start_response(transcript, replace=True)
+
+    def _finish_asr(self) -> str:
+        assert self._asr is not None
+        self._buffered_samples = 0
+        tail = self._decoder.flush()
+        if tail and self._vad is None:
+            self._asr.feed(tail)
+        return self._asr.finish().strip()
+
+    # ------------------------------------------------------------------ items
+
+    async def _create_item(self, item: ev.ItemParam, event_id: str) -> None:
+        item_id = item.id or new_id("item")
+        if item.type == "function_call_output":
+            call = self._calls.pop(item.call_id or "", None)
+            if call is None and self._calls and not item.call_id:
+                call = self._calls.pop(next(iter(self._calls)))  # no call_id: the oldest call
+            name, arguments = call if call is not None else ("tool", {})
+            self._tool_results.append(
+                ToolResult(name, arguments, item.output or "", item.call_id or "")
+            )
+        elif item.type == "message":
+            text = " ".join(p.text or p.transcript or "" for p in item.content or ()).strip()
+            if item.role == "user":
+                self._pending_user = text
+            if item.role in ("user", "assistant") and text:
+                self._remember("user" if item.role == "user" else "assistant", text)
+        previous, self._last_item = self._last_item, item_id
+        created = ev.ConversationItem(
+            id=item_id,
+            object="realtime.item",
+            status="completed",
+            **item.model_dump(exclude={"id"}),
+        )
+        await self._send(
+            ev.ConversationItemCreated(
+                type="conversation.item.created", item=created, previous_item_id=previous
+            )
+        )
+
+    def _remember(self, role: str, text: str) -> None:
+        self._history.append(Turn("user" if role == "user" else "assistant", text))
+        del self._history[:-_HISTORY_TURNS]
+
+    # ------------------------------------------------------------------ responses
+
+    async def _request_response(self, event_id: str) -> None:
+        active = self._response
+        if active is not None and not active.done:
+            await self._error(
+                "conversation_already_has_active_response",
+                f"response.create: response {active.id} is still in progress",
+                event_id,
+            )
+            return
+        user_text, self._pending_user = self._pending_user, None
+        await self._start_response(user_text)
+
+    async def _start_response(
+        self,
+        input_text: str | None,
+        *,
+        reply: Reply | None = None,
+        replace: bool = False,
+    ) -> None:
+        active = self._response
+        if active is not None and not active.done and replace:
+            await self._abort(active)
+        request = ReplyRequest(
+            user_text=input_text,
+            tools=self.config.tools,
+            tool_results=tuple(self._tool_results),
+            history=tuple(self._history[:-1] if input_text else self._history),
+            instructions=self.config.instructions,
+        )
+        self._tool_results.clear()
+        response = _Response(new_id("resp"), new_id("item"), input_text or "")
+        self._response = response
+        response.task = self._spawn(self._respond(response, request, reply), "response")
+
+    async def _respond(self, r: _Response, request: ReplyRequest, reply: Reply | None) -> None:
+        info = ev.ResponseInfo(id=r.id, object="realtime.response", status="in_progress")
+        await self._send(ev.ResponseCreated(type="response.created", response=info))
+        status, spoken, audio_ms = "completed", "", 0.0
+        try:
+            if reply is None:
+                reply = await self._res.engine.reply(request)
+            if reply.tool_call is not None:
+                await self._call_tool(r, reply)
+            else:
+                audio = "audio" in self.config.modalities
+                r.speaker = Speaker(
+                    self._send,
+                    response_id=r.id,
+                    item_id=r.item_id,
+                    synthesizer=self._res.synthesizer if audio else None,
+                    pace=self._res.pace,
+                    split=_split,
+                )
+                await r.speaker.speak(reply.text)
+                spoken, audio_ms = r.speaker.spoken, r.speaker.audio_ms
+                self._remember("assistant", spoken)
+        except Exception:
+            logger.exception("session %s: response %s failed", self.id, r.id)
+            status = "failed"
+        r.done = True
+        done = ev.ResponseInfo(
+            id=r.id,
+            object="realtime.response",
+            status=status,
+            output=r.output,
+            usage=usage(r.input_text, spoken, audio_ms),
+        )
+        await self._send(ev.ResponseDone(type="response.done", response=done))
+        if self._response is r:
+            self._response = None
+
+    async def _call_tool(self, r: _Response, reply: Reply) -> None:
+        assert reply.tool_call is not None
+        call_id = new_id("call")
+        name, arguments = reply.tool_call.name, reply.tool_call.arguments
+        text = json.dumps(arguments, ensure_ascii=False)
+        self._calls[call_id] = (name, arguments)
+        await self._send(
+            ev.ResponseFunctionCallArgumentsDone(
+                type="response.function_call_arguments.done",
+                response_id=r.id,
+                item_id=r.item_id,
+                output_index=0,
+                call_id=call_id,
+                name=name,
+                arguments=text,
+            )
+        )
+        r.output.append(
+            ev.ConversationItem(
+                id=r.item_id,
+                type="function_call",
+                object="realtime.item",
+                status="completed",
+                name=name,
+                arguments=text,
+                call_id=call_id,
+            )
+        )
+
+    async def _cancel(self, event_id: str) -> None:
+        active = self._response
+        if active is None or active.done:
+            await self._error(
+                "response_cancel_not_active",
+                "response.cancel: there is no response in progress",
+                event_id,
+            )
+            return
+        await self._abort(active)
+
+    async def _abort(self, r: _Response) -> None:
+        """Stop a response now: response.cancelled, then response.done (cancelled)."""
+        r.done = True
+        if r.task is not None:
+            r.task.cancel()
+            await asyncio.wait([r.task])
+        spoken = r.speaker.spoken if r.speaker else ""
+        audio_ms = r.speaker.audio_ms if r.speaker else 0.0
+        if spoken:
+            self._remember("assistant", spoken)  # what was generated stays, as on GLM
+        info = ev.ResponseInfo(
+            id=r.id,
+            object="realtime.response",
+            status="cancelled",
+            status_details={"type": "cancelled", "reason": "client_cancelled"},
+            usage=usage(r.input_text, spoken, audio_ms),
+        )
+        await self._send(ev.ResponseCancelled(type="response.cancelled", response=info))
+        await self._send(ev.ResponseDone(type="response.done", response=info))
+        if self._response is r:
+            self._response = None
+
+
+def _new_vad(threshold: float, prefix_padding_ms: int, silence_duration_ms: int) -> Any:
+    from glm_local.speech import SpeechDetector
+
+    return SpeechDetector(
+        sample_rate=TARGET_RATE,
+        threshold=threshold,
+        prefix_padding_ms=prefix_padding_ms,
+        silence_duration_ms=silence_duration_ms,
+    )
+
+
+def _split(text: str) -> list[str]:
+    from glm_local.speech import split_text
+
+    return split_text(text)
