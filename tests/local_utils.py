@@ -74,9 +74,7 @@ class Client:
         self.conn = conn
         self.events: list[ev.ServerEvent] = []
 
-    async def until(
-        self, predicate: Callable[[Any], bool], timeout: float = STEP_TIMEOUT
-    ) -> Any:
+    async def until(self, predicate: Callable[[Any], bool], timeout: float = STEP_TIMEOUT) -> Any:
         """Read events until one satisfies ``predicate``; return it."""
         async with asyncio.timeout(timeout):
             while True:
