@@ -1,0 +1,107 @@
+"""``serve``: run the embedded GLM-Realtime backend until Ctrl-C.
+
+Example::
+
+    glm-realtime serve --port 8765 --token secret --tts piper
+    glm-realtime serve --engine openai --engine-url http://127.0.0.1:8080/v1 \\
+        --engine-model my-model
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Literal, cast
+
+import click
+
+from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
+
+__all__ = ["serve"]
+
+
+def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> ReplyEngine:
+    if kind == "deterministic":
+        return DeterministicEngine()
+    if not url or not model:
+        raise click.UsageError("--engine openai needs --engine-url and --engine-model")
+    return OpenAIChatEngine(base_url=url, model=model, api_key=key)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int, help="TCP port (0: any).")
+@click.option(
+    "--token",
+    envvar="GLM_LOCAL_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' (env GLM_LOCAL_TOKEN).",
+)
+@click.option("--heartbeat", default=30.0, show_default=True, type=float, help="Seconds.")
+@click.option(
+    "--pace",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Stream audio at most PACE x real time (0: as fast as synthesised).",
+)
+@click.option("--tts", type=click.Choice(["espeak", "piper"]), default="espeak", show_default=True)
+@click.option(
+    "--engine",
+    "engine_kind",
+    type=click.Choice(["deterministic", "openai"]),
+    default="deterministic",
+    show_default=True,
+)
+@click.option("--engine-url", default=None, help="OpenAI-compatible base URL (with /v1).")
+@click.option("--engine-model", default=None, help="Model name for --engine openai.")
+@click.option("--engine-key", envvar="OPENAI_API_KEY", default=None, help="env OPENAI_API_KEY")
+@click.option("-v", "--verbose", is_flag=True, help="Log each session.")
+def serve(
+    host: str,
+    port: int,
+    token: str | None,
+    heartbeat: float,
+    pace: float,
+    tts: str,
+    engine_kind: str,
+    engine_url: str | None,
+    engine_model: str | None,
+    engine_key: str | None,
+    verbose: bool,
+) -> None:
+    """Serve GLM-Realtime on offline speech parts (no key, no network)."""
+    from glm_local.server import LocalRealtimeServer
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    engine = _engine(engine_kind, engine_url, engine_model, engine_key)
+    server = LocalRealtimeServer(
+        host,
+        port,
+        token,
+        heartbeat_s=heartbeat,
+        pace=pace,
+        tts=cast(Literal["espeak", "piper"], tts),
+        engine=engine,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        async with server:
+            click.echo(f"GLM-Realtime (local) listening at {server.url}")
+            if token is None:
+                click.echo("no token set: any client may connect", err=True)
+            await stop.wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    click.echo("stopped", err=True)
