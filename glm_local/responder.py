@@ -13,19 +13,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from glm_local.engine import Reply, ReplyEngine, ReplyRequest
 from realtime import events as ev
 from realtime.server_events import InputTokenDetails, OutputTokenDetails
 
 if TYPE_CHECKING:
     from glm_local.speech import Synthesizer
 
-__all__ = ["CHUNK_MS", "Send", "Speaker", "estimate_tokens", "new_id", "usage"]
+__all__ = [
+    "CHUNK_MS",
+    "ActiveResponse",
+    "Responder",
+    "Send",
+    "Speaker",
+    "estimate_tokens",
+    "new_id",
+    "usage",
+]
 
 CHUNK_MS = 100
 _OUT_RATE = 24000
@@ -33,6 +46,9 @@ _CHUNK_BYTES = _OUT_RATE * CHUNK_MS // 1000 * 2
 _AUDIO_TOKENS_PER_S = 12.5  # a token per 80 ms of speech, as audio LMs commonly count
 
 Send = Callable[[ev.ServerEventBase], Awaitable[None]]
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
+
+logger = logging.getLogger(__name__)
 
 
 def new_id(prefix: str) -> str:
@@ -166,3 +182,172 @@ class Speaker:
             chunk_s = len(chunk) / 2 / _OUT_RATE
             self._sent_s += chunk_s
             self.audio_ms += chunk_s * 1000
+
+
+@dataclass(eq=False)
+class ActiveResponse:
+    """The response in progress."""
+
+    id: str
+    item_id: str
+    input_text: str
+    task: asyncio.Task[None] | None = None
+    speaker: Speaker | None = None
+    done: bool = False  # response.done is being (or was) sent: too late to cancel
+    output: list[ev.ConversationItem] = field(default_factory=list)
+
+
+class Responder:
+    """The responses of one session, one at a time, each in its own task.
+
+    A response is ``response.created``, then either one tool call
+    (``response.function_call_arguments.done``) or the spoken reply (see
+    :class:`Speaker`), then ``response.done`` with estimated usage. :meth:`abort`
+    cancels it: ``response.cancelled``, then ``response.done`` with status cancelled.
+    """
+
+    def __init__(
+        self,
+        send: Send,
+        spawn: Spawn,
+        *,
+        engine: ReplyEngine,
+        synthesizer: Synthesizer,
+        pace: float,
+        remember: Callable[[str, str], None],
+        split: Callable[[str], list[str]],
+    ) -> None:
+        self._send = send
+        self._spawn = spawn
+        self._engine = engine
+        self._synth = synthesizer
+        self._pace = pace
+        self._remember = remember
+        self._split = split
+        self._current: ActiveResponse | None = None
+        self._calls: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    @property
+    def active(self) -> ActiveResponse | None:
+        """The response in progress, None if there is none (or it is finishing)."""
+        current = self._current
+        return current if current is not None and not current.done else None
+
+    def take_call(self, call_id: str | None) -> tuple[str, dict[str, Any]]:
+        """(name, arguments) of the tool call ``call_id`` (the oldest one without an id)."""
+        call = self._calls.pop(call_id or "", None)
+        if call is None and self._calls and not call_id:
+            call = self._calls.pop(next(iter(self._calls)))
+        return call if call is not None else ("tool", {})
+
+    async def start(
+        self,
+        request: ReplyRequest,
+        *,
+        audio: bool,
+        reply: Reply | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Start a response for ``request`` (or speak ``reply`` as it is).
+
+        ``replace`` aborts a response in progress first; otherwise the caller checks
+        :attr:`active`.
+        """
+        if replace:
+            await self.abort()
+        response = ActiveResponse(new_id("resp"), new_id("item"), request.user_text or "")
+        self._current = response
+        response.task = self._spawn(self._run(response, request, reply, audio), "response")
+
+    async def _run(
+        self, r: ActiveResponse, request: ReplyRequest, reply: Reply | None, audio: bool
+    ) -> None:
+        info = ev.ResponseInfo(id=r.id, object="realtime.response", status="in_progress")
+        await self._send(ev.ResponseCreated(type="response.created", response=info))
+        status, spoken, audio_ms = "completed", "", 0.0
+        try:
+            if reply is None:
+                reply = await self._engine.reply(request)
+            if reply.tool_call is not None:
+                await self._call_tool(r, reply)
+            else:
+                r.speaker = Speaker(
+                    self._send,
+                    response_id=r.id,
+                    item_id=r.item_id,
+                    synthesizer=self._synth if audio else None,
+                    pace=self._pace,
+                    split=self._split,
+                )
+                await r.speaker.speak(reply.text)
+                spoken, audio_ms = r.speaker.spoken, r.speaker.audio_ms
+                self._remember("assistant", spoken)
+        except Exception:
+            logger.exception("response %s failed", r.id)
+            status = "failed"
+        r.done = True
+        done = ev.ResponseInfo(
+            id=r.id,
+            object="realtime.response",
+            status=status,
+            output=r.output,
+            usage=usage(r.input_text, spoken, audio_ms),
+        )
+        await self._send(ev.ResponseDone(type="response.done", response=done))
+        if self._current is r:
+            self._current = None
+
+    async def _call_tool(self, r: ActiveResponse, reply: Reply) -> None:
+        assert reply.tool_call is not None
+        call_id = new_id("call")
+        name, arguments = reply.tool_call.name, reply.tool_call.arguments
+        text = json.dumps(arguments, ensure_ascii=False)
+        self._calls[call_id] = (name, arguments)
+        await self._send(
+            ev.ResponseFunctionCallArgumentsDone(
+                type="response.function_call_arguments.done",
+                response_id=r.id,
+                item_id=r.item_id,
+                output_index=0,
+                call_id=call_id,
+                name=name,
+                arguments=text,
+            )
+        )
+        r.output.append(
+            ev.ConversationItem(
+                id=r.item_id,
+                type="function_call",
+                object="realtime.item",
+                status="completed",
+                name=name,
+                arguments=text,
+                call_id=call_id,
+            )
+        )
+
+    async def abort(self) -> bool:
+        """Stop the response in progress now; False if there was none."""
+        r = self.active
+        if r is None:
+            return False
+        r.done = True
+        if r.task is not None:
+            r.task.cancel()
+            await asyncio.wait([r.task])
+        spoken = r.speaker.spoken if r.speaker else ""
+        audio_ms = r.speaker.audio_ms if r.speaker else 0.0
+        if spoken:
+            self._remember("assistant", spoken)  # what was generated stays, as on GLM
+        info = ev.ResponseInfo(
+            id=r.id,
+            object="realtime.response",
+            status="cancelled",
+            status_details={"type": "cancelled", "reason": "client_cancelled"},
+            usage=usage(r.input_text, spoken, audio_ms),
+        )
+        await self._send(ev.ResponseCancelled(type="response.cancelled", response=info))
+        await self._send(ev.ResponseDone(type="response.done", response=info))
+        if self._current is r:
+            self._current = None
+        return True

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
@@ -24,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
 from glm_local.input_audio import TARGET_RATE, InputAudioDecoder, InvalidAudio
-from glm_local.responder import Speaker, new_id, usage
+from glm_local.responder import Responder, new_id
 from realtime import events as ev
 from realtime.session import SessionConfig
 
@@ -52,17 +51,6 @@ class SessionResources:
     heartbeat_s: float
 
 
-@dataclass(eq=False)
-class _Response:
-    id: str
-    item_id: str
-    input_text: str
-    task: asyncio.Task[None] | None = None
-    speaker: Speaker | None = None
-    done: bool = False  # response.done is being (or was) sent: too late to cancel
-    output: list[ev.ConversationItem] = field(default_factory=list)
-
-
 class LocalSession:
     """Serves one websocket until it closes. Made by the server, not directly."""
 
@@ -80,10 +68,17 @@ class LocalSession:
         self._speech_item: str | None = None
         self._last_item: str | None = None
         self._pending_user: str | None = None
-        self._calls: dict[str, tuple[str, dict[str, Any]]] = {}
         self._tool_results: list[ToolResult] = []
         self._history: list[Turn] = []
-        self._response: _Response | None = None
+        self._responder = Responder(
+            self._send,
+            self._spawn,
+            engine=resources.engine,
+            synthesizer=resources.synthesizer,
+            pace=resources.pace,
+            remember=self._remember,
+            split=_split,
+        )
         self._greeted = False
         self._queue: asyncio.Queue[str | bytes] = asyncio.Queue(_QUEUE_FRAMES)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -188,7 +183,12 @@ class LocalSession:
             case ev.ResponseCreate():
                 await self._request_response(event.event_id)
             case ev.ResponseCancel():
-                await self._cancel(event.event_id)
+                if not await self._responder.abort():
+                    await self._error(
+                        "response_cancel_not_active",
+                        "response.cancel: there is no response in progress",
+                        event.event_id,
+                    )
             case ev.InputAudioBufferPreCommit():
                 pass
             case _:
@@ -264,9 +264,8 @@ class LocalSession:
                         item_id=self._speech_item,
                     )
                 )
-                active = self._response
-                if self.config.turn_detection.interrupt_response and active and not active.done:
-                    await self._abort(active)
+                if self.config.turn_detection.interrupt_response:
+                    await self._responder.abort()
             else:
                 self.speech_stopped_at = time.monotonic()
                 item_id = self._speech_item or new_id("item")
@@ -375,10 +374,7 @@ class LocalSession:
     async def _create_item(self, item: ev.ItemParam, event_id: str) -> None:
         item_id = item.id or new_id("item")
         if item.type == "function_call_output":
-            call = self._calls.pop(item.call_id or "", None)
-            if call is None and self._calls and not item.call_id:
-                call = self._calls.pop(next(iter(self._calls)))  # no call_id: the oldest call
-            name, arguments = call if call is not None else ("tool", {})
+            name, arguments = self._responder.take_call(item.call_id)
             self._tool_results.append(
                 ToolResult(name, arguments, item.output or "", item.call_id or "")
             )
@@ -408,8 +404,8 @@ class LocalSession:
     # ------------------------------------------------------------------ responses
 
     async def _request_response(self, event_id: str) -> None:
-        active = self._response
-        if active is not None and not active.done:
+        active = self._responder.active
+        if active is not None:
             await self._error(
                 "conversation_already_has_active_response",
                 f"response.create: response {active.id} is still in progress",
@@ -420,15 +416,8 @@ class LocalSession:
         await self._start_response(user_text)
 
     async def _start_response(
-        self,
-        input_text: str | None,
-        *,
-        reply: Reply | None = None,
-        replace: bool = False,
+        self, input_text: str | None, *, reply: Reply | None = None, replace: bool = False
     ) -> None:
-        active = self._response
-        if active is not None and not active.done and replace:
-            await self._abort(active)
         request = ReplyRequest(
             user_text=input_text,
             tools=self.config.tools,
@@ -437,108 +426,9 @@ class LocalSession:
             instructions=self.config.instructions,
         )
         self._tool_results.clear()
-        response = _Response(new_id("resp"), new_id("item"), input_text or "")
-        self._response = response
-        response.task = self._spawn(self._respond(response, request, reply), "response")
-
-    async def _respond(self, r: _Response, request: ReplyRequest, reply: Reply | None) -> None:
-        info = ev.ResponseInfo(id=r.id, object="realtime.response", status="in_progress")
-        await self._send(ev.ResponseCreated(type="response.created", response=info))
-        status, spoken, audio_ms = "completed", "", 0.0
-        try:
-            if reply is None:
-                reply = await self._res.engine.reply(request)
-            if reply.tool_call is not None:
-                await self._call_tool(r, reply)
-            else:
-                audio = "audio" in self.config.modalities
-                r.speaker = Speaker(
-                    self._send,
-                    response_id=r.id,
-                    item_id=r.item_id,
-                    synthesizer=self._res.synthesizer if audio else None,
-                    pace=self._res.pace,
-                    split=_split,
-                )
-                await r.speaker.speak(reply.text)
-                spoken, audio_ms = r.speaker.spoken, r.speaker.audio_ms
-                self._remember("assistant", spoken)
-        except Exception:
-            logger.exception("session %s: response %s failed", self.id, r.id)
-            status = "failed"
-        r.done = True
-        done = ev.ResponseInfo(
-            id=r.id,
-            object="realtime.response",
-            status=status,
-            output=r.output,
-            usage=usage(r.input_text, spoken, audio_ms),
+        await self._responder.start(
+            request, audio="audio" in self.config.modalities, reply=reply, replace=replace
         )
-        await self._send(ev.ResponseDone(type="response.done", response=done))
-        if self._response is r:
-            self._response = None
-
-    async def _call_tool(self, r: _Response, reply: Reply) -> None:
-        assert reply.tool_call is not None
-        call_id = new_id("call")
-        name, arguments = reply.tool_call.name, reply.tool_call.arguments
-        text = json.dumps(arguments, ensure_ascii=False)
-        self._calls[call_id] = (name, arguments)
-        await self._send(
-            ev.ResponseFunctionCallArgumentsDone(
-                type="response.function_call_arguments.done",
-                response_id=r.id,
-                item_id=r.item_id,
-                output_index=0,
-                call_id=call_id,
-                name=name,
-                arguments=text,
-            )
-        )
-        r.output.append(
-            ev.ConversationItem(
-                id=r.item_id,
-                type="function_call",
-                object="realtime.item",
-                status="completed",
-                name=name,
-                arguments=text,
-                call_id=call_id,
-            )
-        )
-
-    async def _cancel(self, event_id: str) -> None:
-        active = self._response
-        if active is None or active.done:
-            await self._error(
-                "response_cancel_not_active",
-                "response.cancel: there is no response in progress",
-                event_id,
-            )
-            return
-        await self._abort(active)
-
-    async def _abort(self, r: _Response) -> None:
-        """Stop a response now: response.cancelled, then response.done (cancelled)."""
-        r.done = True
-        if r.task is not None:
-            r.task.cancel()
-            await asyncio.wait([r.task])
-        spoken = r.speaker.spoken if r.speaker else ""
-        audio_ms = r.speaker.audio_ms if r.speaker else 0.0
-        if spoken:
-            self._remember("assistant", spoken)  # what was generated stays, as on GLM
-        info = ev.ResponseInfo(
-            id=r.id,
-            object="realtime.response",
-            status="cancelled",
-            status_details={"type": "cancelled", "reason": "client_cancelled"},
-            usage=usage(r.input_text, spoken, audio_ms),
-        )
-        await self._send(ev.ResponseCancelled(type="response.cancelled", response=info))
-        await self._send(ev.ResponseDone(type="response.done", response=info))
-        if self._response is r:
-            self._response = None
 
 
 def _new_vad(threshold: float, prefix_padding_ms: int, silence_duration_ms: int) -> Any:
