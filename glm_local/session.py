@@ -87,18 +87,20 @@ class LocalSession:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
-        """Greet, then read frames until the socket closes; always cleans up."""
+        """Greet, then serve until the socket closes or the session fails; cleans up."""
         try:
             await self._send(ev.Heartbeat(type="heartbeat"))
             await self._send(ev.SessionCreated(type="session.created", session=self._info()))
             self._spawn(self._heartbeats(), "heartbeat")
-            self._spawn(self._consume(), "consumer")
-            async for frame in self._ws:
-                await self._queue.put(frame)
-        except ConnectionClosed:
-            pass
+            tasks = [self._spawn(self._read(), "reader"), self._spawn(self._consume(), "consumer")]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self._stop_tasks()
+
+    async def _read(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in self._ws:
+                await self._queue.put(frame)
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=f"glm-local:{self.id}:{what}")
@@ -124,22 +126,21 @@ class LocalSession:
             await self._send(ev.Heartbeat(type="heartbeat"))
 
     async def _consume(self) -> None:
-        await asyncio.to_thread(self._load_asr)
-        await self._configure_vad()
-        while True:
-            frame = await self._queue.get()
-            try:
-                await self._handle(frame)
-            except Exception:
-                logger.exception("session %s failed; closing it", self.id)
-                await self._error("server_error", "internal error in the local backend")
-                await self._ws.close(1011, "internal error")
-                return
+        try:
+            await asyncio.to_thread(self._load_asr)
+            await self._configure_vad()
+            while True:
+                await self._handle(await self._queue.get())
+        except Exception:
+            logger.exception("session %s failed; closing it", self.id)
+            await self._error("server_error", "internal error in the local backend")
+            await self._ws.close(1011, "internal error")
 
     def _load_asr(self) -> None:
         from glm_local.speech.asr import PocketSphinxRecognizer
 
-        self._asr = PocketSphinxRecognizer(self._res.asr_model)
+        # No partial hypotheses: nothing sends them, and each costs a search backtrace.
+        self._asr = PocketSphinxRecognizer(self._res.asr_model, partial_interval_ms=None)
 
     # ------------------------------------------------------------------ sending
 
@@ -356,10 +357,10 @@ class LocalSession:
         )
         if transcript:
             self._remember("user", transcript)
-        if not respond:
-            self._pending_user = transcript
-        elif transcript and self.config.turn_detection.create_response is not False:
+        if respond and transcript and self.config.turn_detection.create_response is not False:
             await self._start_response(transcript, replace=True)
+        else:  # answered by the next response.create
+            self._pending_user = transcript
 
     def _finish_asr(self) -> str:
         assert self._asr is not None
