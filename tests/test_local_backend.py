@@ -377,3 +377,85 @@ async def test_heartbeats_arrive_at_the_configured_interval() -> None:
         await client.conn.close()
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert all(0.1 <= gap <= 0.6 for gap in gaps), gaps
+
+
+async def test_text_modality_sends_text_deltas_and_no_audio() -> None:
+    greeting = GreetingConfig(enable=True, content="Text only. No audio at all.")
+    async with LocalRealtimeServer(port=0, token=TOKEN, pace=0) as server:
+        client = await open_client(server, modalities=("text",), greeting_config=greeting)
+        done = await client.until_done()
+        await client.conn.close()
+    deltas = client.of_type("response.text.delta")
+    assert "".join(d.delta for d in deltas) == greeting.content
+    assert all((d.response_id, d.output_index) == (done.response.id, 0) for d in deltas)
+    assert client.of_type("response.text.done")[0].text == greeting.content
+    assert not client.of_type("response.audio.delta")
+    assert not client.of_type("response.audio_transcript.delta")
+
+
+class _BrokenEngine:
+    async def reply(self, request: Any) -> Any:
+        raise RuntimeError("engine exploded")
+
+
+async def test_failures_stay_inside_their_response_or_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from glm_local.input_audio import InputAudioDecoder
+
+    async with LocalRealtimeServer(port=0, token=TOKEN, pace=0, engine=_BrokenEngine()) as server:
+        client = await open_client(server, turn_detection=TurnDetection(type="client_vad"))
+        await client.conn.send(ev.ResponseCreate())
+        failed = await client.until_done()  # an engine error fails the response only
+        await client.conn.send(ev.SessionUpdate(session=SessionConfig()))
+        await client.until_type("session.updated")
+        bystander = await open_client(server)
+
+        def explode(self: Any, payload: str) -> bytes:
+            raise RuntimeError("decoder exploded")
+
+        monkeypatch.setattr(InputAudioDecoder, "decode", explode)
+        await client.send_audio(wav_packets(silence(100)))
+        error = await client.until_type("error")
+        with pytest.raises(ConnectionClosedError) as closed:
+            await client.until(lambda e: False)
+        await bystander.conn.send(ev.SessionUpdate(session=SessionConfig()))
+        await bystander.until_type("session.updated")  # another session is unaffected
+        await bystander.conn.close()
+        after = await open_client(server)  # and the server still accepts new ones
+        await after.conn.close()
+    assert failed.response.status == "failed"
+    assert error.error.code == "server_error"
+    assert closed.value.code == 1011
+
+
+async def test_serve_command_listens_until_sigterm() -> None:
+    import signal
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from glm_local.cli import serve; serve()",
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(60):
+            line = (await process.stdout.readline()).decode()
+        url = line.rsplit(" ", 1)[-1].strip()
+        assert url.startswith("ws://127.0.0.1:") and url.endswith("/api/paas/v4/realtime")
+        async with connect(url, api_key=TOKEN) as conn:
+            assert (await conn.recv()).type == "heartbeat"
+            assert (await conn.recv()).type == "session.created"
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await process.communicate()
+    assert process.returncode == 0
