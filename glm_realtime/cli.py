@@ -187,6 +187,18 @@ def replay(dump: Path, sample_rate: int | None, **kwargs: Any) -> None:
     _execute(input_path=dump, input_rate=sample_rate, **kwargs)
 
 
+def _attach_serve() -> None:
+    # The embedded backend sits on top of this package: attach its command when present.
+    try:
+        from glm_local.cli import serve
+    except ImportError:
+        return
+    cli.add_command(serve)
+
+
+_attach_serve()
+
+
 def main() -> None:
     """Console entry point."""
     cli()

@@ -61,7 +61,7 @@ async def test_run_plays_the_input_writes_the_reply_and_prints_transcripts(tmp_p
             env={"GLM_API_KEY": KEY},
         )
     assert code == 0, err
-    assert "[assistant] It is nine." in out
+    assert "assistant: It is nine." in out
     assert "user: What time is it?" in out
     assert "time to first audio:" in out
     assert "wrote 0.08 s of assistant audio" in out
@@ -134,7 +134,7 @@ async def test_replay_of_a_user_dump_sends_the_same_audio_again(tmp_path: Path) 
         )
         replayed = uplink_audio(await server.connection(0))
     assert code == 0, err
-    assert "[assistant] Hi." in out
+    assert "assistant: Hi." in out
     assert len(original) >= 10 * 3200
     assert replayed[: len(original)] == original
 
