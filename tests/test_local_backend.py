@@ -459,3 +459,69 @@ async def test_serve_command_listens_until_sigterm() -> None:
         async with asyncio.timeout(30):
             await process.communicate()
     assert process.returncode == 0
+
+
+async def test_deterministic_engine_rules() -> None:
+    from datetime import datetime
+
+    from glm_local.engine import DeterministicEngine, ReplyRequest, ToolResult
+
+    engine = DeterministicEngine(clock=lambda: datetime(2026, 1, 2, 9, 5))
+    tools = (WEATHER_TOOL, TIME_TOOL)
+
+    async def say(text: str | None) -> Any:
+        return await engine.reply(ReplyRequest(user_text=text, tools=tools))
+
+    assert (await say("hello there")).text == "Hello! How can I help you?"
+    assert (await say("what time is it")).text == "It is 09:05."
+    call = (await say("what's the weather like in new york")).tool_call
+    assert call is not None and call.name == "get_weather"
+    assert call.arguments == {"location": "New York"}
+    assert (await say("go forward ten meters")).text == "You said: go forward ten meters."
+    assert (await say("")).text == "Sorry, I did not hear you."
+    result = ToolResult("get_weather", {"location": "Paris"}, '{"content": "Rainy, 9°C"}')
+    answer = await engine.reply(ReplyRequest(user_text=None, tool_results=(result,)))
+    assert answer.text == "get weather says: Rainy, 9°C."
+    failed = ToolResult("get_weather", {}, '{"success": false, "error": "timed out"}')
+    answer = await engine.reply(ReplyRequest(user_text=None, tool_results=(failed,)))
+    assert "failed: timed out" in answer.text
+
+
+async def test_openai_engine_talks_to_a_chat_completions_endpoint() -> None:
+    from aiohttp import web
+
+    from glm_local.engine import APOLOGY, OpenAIChatEngine, ReplyRequest
+
+    seen: list[dict[str, Any]] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append({"auth": request.headers.get("Authorization"), **body})
+        if body["messages"][-1]["content"] == "fail":
+            return web.Response(status=500, text="boom")
+        if "tools" in body:
+            call = {"name": "get_weather", "arguments": '{"location": "Paris"}'}
+            message: dict[str, Any] = {"tool_calls": [{"id": "c1", "function": call}]}
+        else:
+            message = {"content": "Hi from the model."}
+        return web.json_response({"choices": [{"message": message}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        engine = OpenAIChatEngine(f"http://127.0.0.1:{port}/v1", "tiny", api_key="k")
+        plain = await engine.reply(ReplyRequest(user_text="hello"))
+        tool = await engine.reply(ReplyRequest(user_text="weather?", tools=(WEATHER_TOOL,)))
+        broken = await engine.reply(ReplyRequest(user_text="fail"))
+    finally:
+        await runner.cleanup()
+    assert plain.text == "Hi from the model."
+    assert tool.tool_call is not None and tool.tool_call.arguments == {"location": "Paris"}
+    assert broken.text == APOLOGY
+    assert seen[0]["auth"] == "Bearer k" and seen[0]["model"] == "tiny"
+    assert seen[1]["tools"][0]["function"]["name"] == "get_weather"
