@@ -365,9 +365,8 @@ class LocalSession:
     def _finish_asr(self) -> str:
         assert self._asr is not None
         self._buffered_samples = 0
-        tail = self._decoder.flush()
-        if tail and self._vad is None:
-            self._asr.feed(tail)
+        if self._vad is None:  # client VAD: the resampler's tail belongs to this turn
+            self._asr.feed(self._decoder.flush())
         return self._asr.finish().strip()
 
     # ------------------------------------------------------------------ items

@@ -181,11 +181,25 @@ async def test_server_vad_turn_with_a_real_recording_is_transcribed_and_answered
     assert wer([reply], [heard]) <= REPLY_WER[tts], heard
 
 
-async def test_client_vad_commit_transcribes_and_response_create_answers() -> None:
+def resampled(pcm16k: bytes, rate: int) -> bytes:
+    import numpy as np
+    import soxr
+
+    audio = soxr.resample(np.frombuffer(pcm16k, "<i2").astype(np.float32) / 32768, RATE, rate)
+    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["pcm24", "pcm16"])
+async def test_client_vad_commit_transcribes_and_response_create_answers(fmt: str) -> None:
     text, pcm = cards(1)
+    raw = resampled(in_room(pcm), 24000) if fmt == "pcm24" else in_room(pcm)
+    # Raw PCM in odd-sized packets (whole samples split across packets).
+    packets = [base64.b64encode(raw[i : i + 3333]).decode() for i in range(0, len(raw), 3333)]
     async with LocalRealtimeServer(port=0, token=TOKEN, pace=0) as server:
-        client = await open_client(server, turn_detection=TurnDetection(type="client_vad"))
-        await client.send_audio(wav_packets(in_room(pcm), packet_ms=128))
+        client = await open_client(
+            server, input_audio_format=fmt, turn_detection=TurnDetection(type="client_vad")
+        )
+        await client.send_audio(packets)
         await client.conn.send(ev.InputAudioBufferCommit())
         transcription = await client.until_type(
             "conversation.item.input_audio_transcription.completed"
@@ -298,8 +312,13 @@ async def test_concurrent_sessions_keep_their_own_audio_and_transcripts() -> Non
         first, second = await asyncio.gather(open_client(server), open_client(server))
         assert len(server.sessions) == 2
         await asyncio.gather(
-            spoken_turn(first, goforward()), spoken_turn(second, in_room(other_pcm))
+            spoken_turn(first, goforward()),
+            # 48 kHz WAV packets: the server reads each header and resamples.
+            second.send_audio(
+                wav_packets(resampled(in_room(other_pcm) + silence(1000), 48000), rate=48000)
+            ),
         )
+        await second.until_done()
         await first.conn.close()
         await second.conn.close()
 
