@@ -20,18 +20,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import warnings
 from http import HTTPStatus
 from types import TracebackType
 from typing import Literal
 
-import jwt
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.session import LocalSession, SessionResources
+from realtime.auth import verify_jwt
+from realtime.logs import wire_logger
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "PATH", "LocalRealtimeServer"]
 
@@ -41,18 +41,7 @@ DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
 logger = logging.getLogger(__name__)
 
 
-class _RedactAuthorization(logging.Filter):
-    """websockets logs handshake headers at debug level; never let the token through."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = str(record.msg) + " ".join(str(a) for a in record.args or ())
-        if "authorization" in text.lower():
-            record.msg, record.args = "Authorization: [redacted]", ()
-        return True
-
-
-_wire_logger = logging.getLogger("glm_local.websockets")
-_wire_logger.addFilter(_RedactAuthorization())
+_wire_logger = wire_logger("glm_local.websockets")
 
 
 def _load_resources(
@@ -197,18 +186,8 @@ class LocalRealtimeServer:
         given = header.removeprefix("Bearer ").strip()
         if hmac.compare_digest(given.encode(), self._token.encode()):
             return True
-        key_id, sep, secret = self._token.partition(".")
-        if not sep or given.count(".") != 2:
-            return False
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The HMAC key is")
-                claims = jwt.decode(
-                    given, secret, algorithms=["HS256"], options={"verify_exp": False}
-                )
-        except jwt.InvalidTokenError:
-            return False
-        return bool(claims.get("api_key") == key_id)
+        # A token of the key's shape may also be presented as a Zhipu JWT signed with it.
+        return verify_jwt(given, self._token)
 
     def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?", 1)[0] != self.path:

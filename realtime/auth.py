@@ -15,7 +15,7 @@ import jwt
 
 from realtime.errors import ConfigError
 
-__all__ = ["make_jwt", "split_api_key"]
+__all__ = ["make_jwt", "split_api_key", "verify_jwt"]
 
 
 def split_api_key(api_key: str) -> tuple[str, str]:
@@ -39,3 +39,30 @@ def make_jwt(api_key: str, ttl_s: float = 3600.0, now_s: float | None = None) ->
         # Zhipu issues the secret; its length is not the caller's choice to fix.
         warnings.filterwarnings("ignore", message="The HMAC key is")
         return jwt.encode(payload, secret, algorithm="HS256", headers={"sign_type": "SIGN"})
+
+
+def verify_jwt(token: str, api_key: str, now_s: float | None = None) -> bool:
+    """For servers: was ``token`` made by :func:`make_jwt` from ``api_key``, and is it valid?
+
+    Checks the HS256 signature, the ``sign_type`` header, the key id and the expiry (in
+    milliseconds, which PyJWT's own ``exp`` check would read as seconds).
+    """
+    try:
+        key_id, secret = split_api_key(api_key)
+    except ConfigError:
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The HMAC key is")
+            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+            header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        return False
+    now_ms = int((time.time() if now_s is None else now_s) * 1000)
+    expires = claims.get("exp")
+    return (
+        header.get("sign_type") == "SIGN"
+        and claims.get("api_key") == key_id
+        and isinstance(expires, int)
+        and expires > now_ms
+    )

@@ -42,6 +42,7 @@ from realtime.errors import (
     IdleTimeout,
 )
 from realtime.events import InvalidEvent, ServerEvent, describe, parse_server_event
+from realtime.logs import wire_logger
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -57,19 +58,7 @@ DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
 logger = logging.getLogger("realtime.connection")
 
 
-class _RedactAuthorization(logging.Filter):
-    """websockets logs handshake headers at debug level; keep the token out of them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "authorization" in str(record.msg).lower() or any(
-            "authorization" in str(arg).lower() for arg in record.args or ()
-        ):
-            record.msg, record.args = "> Authorization: [redacted]", ()
-        return True
-
-
-_wire_logger = logging.getLogger("realtime.websockets")
-_wire_logger.addFilter(_RedactAuthorization())
+_wire_logger = wire_logger("realtime.websockets")
 
 
 class Connection:

@@ -13,19 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import warnings
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import jwt
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from realtime.auth import verify_jwt
 from realtime.events import InvalidEvent, UnknownEvent, parse_client_event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conversations"
@@ -209,17 +208,7 @@ class FakeGLMServer:
         token = header.removeprefix("Bearer ")
         if token == self.api_key:
             return True
-        key_id, _, secret = self.api_key.partition(".")
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The HMAC key is")  # short test keys
-                claims = jwt.decode(
-                    token, secret, algorithms=["HS256"], options={"verify_exp": False}
-                )
-            head = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            return False
-        return head.get("sign_type") == "SIGN" and claims.get("api_key") == key_id
+        return verify_jwt(token, self.api_key)
 
     def _check_request(self, conn: ServerConnection, request: Request) -> Response | None:
         self.handshakes += 1

@@ -273,3 +273,14 @@ def test_jwt_needs_an_id_dot_secret_key() -> None:
 
     with pytest.raises(ConfigError, match="'<id>.<secret>'"):
         make_jwt("nodot")
+
+
+def test_verify_jwt_accepts_a_fresh_token_and_refuses_expired_or_foreign_ones() -> None:
+    from realtime.auth import make_jwt, verify_jwt
+
+    token = make_jwt(KEY, ttl_s=60, now_s=1000.0)
+    assert verify_jwt(token, KEY, now_s=1030.0)
+    assert not verify_jwt(token, KEY, now_s=1061.0)  # exp is in milliseconds
+    assert not verify_jwt(token, "test-id.other-secret", now_s=1030.0)
+    assert not verify_jwt(make_jwt("other-id.test-secret", now_s=1000.0), KEY, now_s=1030.0)
+    assert not verify_jwt("not.a.jwt", KEY)
