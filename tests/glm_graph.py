@@ -7,10 +7,12 @@ cmds to the GLM node as if it were another node.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import struct
 import wave
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from glm_realtime.host.messages import Cmd, CmdResult, Data
 from glm_realtime.host.registry import AddonRegistry
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.host.testing import Probe
+from tests.fake_glm import Expect, FakeConnection, FakeGLMServer, Send, Step
 
 KEY = "test-id.test-secret"
 
@@ -190,3 +193,94 @@ async def send_data(runner: GraphRunner, name: str, buf: bytes) -> None:
     data = Data.create(name)
     data.set_buf(buf)
     await runner.env("probe").send_data(data)
+
+
+AUDIO_MS = 40
+DELTA = base64.b64encode(b"\x01\x00" * (24 * AUDIO_MS)).decode()  # 40 ms of 24 kHz audio
+
+
+def turn(
+    rid: str, words: list[str], *, user: str | None = "What time is it?", audio: int = 2
+) -> list[dict[str, Any]]:
+    """A server VAD turn: the user speaks, GLM answers with text and audio."""
+    events: list[dict[str, Any]] = []
+    if user is not None:
+        events += [
+            {"type": "input_audio_buffer.speech_started"},
+            {"type": "input_audio_buffer.speech_stopped"},
+            {"type": "input_audio_buffer.committed", "item_id": f"u_{rid}"},
+            {"type": "conversation.item.input_audio_transcription.completed", "transcript": user},
+        ]
+    events.append({"type": "response.created", "response": {"id": rid, "status": "in_progress"}})
+    events += [
+        {"type": "response.audio_transcript.delta", "response_id": rid, "delta": w} for w in words
+    ]
+    events += [
+        {"type": "response.audio.delta", "response_id": rid, "item_id": "a", "delta": DELTA}
+    ] * audio
+    events += [
+        {"type": "response.audio.done", "response_id": rid, "item_id": "a"},
+        {
+            "type": "response.done",
+            "response": {
+                "id": rid,
+                "status": "completed",
+                "usage": {"total_tokens": 9, "input_tokens": 5, "output_tokens": 4},
+            },
+        },
+    ]
+    return events
+
+
+def until_tools(count: int) -> Callable[[FakeConnection], Awaitable[None]]:
+    """A script step: wait for a session.update that carries ``count`` tools."""
+
+    async def wait(fake: FakeConnection) -> None:
+        while True:
+            (update,) = await fake.expect("session.update")
+            if len(update.session.tools) == count:
+                return
+
+    return wait
+
+
+def probe(runner: GraphRunner) -> Probe:
+    node = runner.node("probe")
+    assert isinstance(node, Probe)
+    return node
+
+
+def call_turn(call: dict[str, Any]) -> Send:
+    """A response that only calls a tool: created, the call, done."""
+    rid = call["response_id"]
+    return Send(
+        {"type": "response.created", "response": {"id": rid}},
+        call,
+        {"type": "response.done", "response": {"id": rid, "status": "completed"}},
+    )
+
+
+async def dumped_turn(tmp: Path) -> tuple[bytes, Path]:
+    """Run one turn with ``dump`` on; the uplink audio the server got and the user dump."""
+    script: list[list[Step]] = [
+        [
+            Expect("session.update"),
+            Expect("input_audio_buffer.append", 3),
+            Send(*turn("r1", ["Hi."])),
+        ]
+    ]
+    async with FakeGLMServer(script) as server:
+        graph = build_graph(tmp, server.url, glm={"dump": True, "dump_path": str(tmp / "dump")})
+        async with GraphRunner(graph) as runner:
+            await probe(runner).wait_for(lambda p: "Hi." in texts(p, "assistant"))
+            await runner.node("source").finished.wait()  # type: ignore[attr-defined]
+        fake = await server.connection(0)
+    (dump,) = (tmp / "dump").glob("user_*.pcm")
+    return uplink_audio(fake), dump
+
+
+def uplink_audio(fake: FakeConnection) -> bytes:
+    """Every appended packet's PCM, WAV headers stripped."""
+    return b"".join(
+        base64.b64decode(e.audio)[44:] for e in fake.of_type("input_audio_buffer.append")
+    )

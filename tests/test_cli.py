@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import sys
 from pathlib import Path
 
-from glm_realtime.host.runner import GraphRunner
-from tests.fake_glm import Expect, FakeConnection, FakeGLMServer, Send
-from tests.glm_graph import KEY, build_graph, texts, tone_wav
-from tests.test_extension_e2e import probe, turn
+from tests.fake_glm import Expect, FakeGLMServer, Send
+from tests.glm_graph import KEY, dumped_turn, tone_wav, turn, uplink_audio
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -28,13 +25,6 @@ async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, 
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
-
-
-def uplink_audio(fake: FakeConnection) -> bytes:
-    """Every appended packet's PCM, WAV headers stripped."""
-    return b"".join(
-        base64.b64decode(e.audio)[44:] for e in fake.of_type("input_audio_buffer.append")
-    )
 
 
 async def test_run_plays_the_input_writes_the_reply_and_prints_transcripts(tmp_path: Path) -> None:
@@ -104,6 +94,7 @@ async def test_run_refuses_a_missing_input_file(tmp_path: Path) -> None:
 
 async def test_replay_of_a_user_dump_sends_the_same_audio_again(tmp_path: Path) -> None:
     """A turn dumped by the extension, replayed by the CLI, reaches GLM unchanged."""
+    original, dump = await dumped_turn(tmp_path)
     script = [
         [
             Expect("session.update"),
@@ -111,15 +102,6 @@ async def test_replay_of_a_user_dump_sends_the_same_audio_again(tmp_path: Path) 
             Send(*turn("r1", ["Hi."])),
         ]
     ]
-    async with FakeGLMServer(script) as server:
-        graph = build_graph(
-            tmp_path, server.url, glm={"dump": True, "dump_path": str(tmp_path / "dump")}
-        )
-        async with GraphRunner(graph) as runner:
-            await probe(runner).wait_for(lambda p: "Hi." in texts(p, "assistant"))
-            await runner.node("source").finished.wait()  # type: ignore[attr-defined]
-        original = uplink_audio(await server.connection(0))
-    (dump,) = (tmp_path / "dump").glob("user_*.pcm")
     async with FakeGLMServer(script) as server:
         code, out, err = await cli(
             "replay",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import wave
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,64 +13,23 @@ import pytest
 from glm_realtime.host.errors import NodeError
 from glm_realtime.host.messages import StatusCode
 from glm_realtime.host.runner import GraphRunner
-from glm_realtime.host.testing import Probe
 from realtime.errors import ConfigError
-from tests.fake_glm import Call, Close, Expect, FakeConnection, FakeGLMServer, Send, Stall
-from tests.glm_graph import build_graph, data_named, flushes, send_cmd, send_data, texts
-
-AUDIO_MS = 40
-DELTA = base64.b64encode(b"\x01\x00" * (24 * AUDIO_MS)).decode()  # 40 ms of 24 kHz audio
-
-
-def turn(
-    rid: str, words: list[str], *, user: str | None = "What time is it?", audio: int = 2
-) -> list[dict[str, Any]]:
-    """A server VAD turn: the user speaks, GLM answers with text and audio."""
-    events: list[dict[str, Any]] = []
-    if user is not None:
-        events += [
-            {"type": "input_audio_buffer.speech_started"},
-            {"type": "input_audio_buffer.speech_stopped"},
-            {"type": "input_audio_buffer.committed", "item_id": f"u_{rid}"},
-            {"type": "conversation.item.input_audio_transcription.completed", "transcript": user},
-        ]
-    events.append({"type": "response.created", "response": {"id": rid, "status": "in_progress"}})
-    events += [
-        {"type": "response.audio_transcript.delta", "response_id": rid, "delta": w} for w in words
-    ]
-    events += [
-        {"type": "response.audio.delta", "response_id": rid, "item_id": "a", "delta": DELTA}
-    ] * audio
-    events += [
-        {"type": "response.audio.done", "response_id": rid, "item_id": "a"},
-        {
-            "type": "response.done",
-            "response": {
-                "id": rid,
-                "status": "completed",
-                "usage": {"total_tokens": 9, "input_tokens": 5, "output_tokens": 4},
-            },
-        },
-    ]
-    return events
-
-
-def until_tools(count: int) -> Callable[[FakeConnection], Awaitable[None]]:
-    """A script step: wait for a session.update that carries ``count`` tools."""
-
-    async def wait(fake: FakeConnection) -> None:
-        while True:
-            (update,) = await fake.expect("session.update")
-            if len(update.session.tools) == count:
-                return
-
-    return wait
-
-
-def probe(runner: GraphRunner) -> Probe:
-    node = runner.node("probe")
-    assert isinstance(node, Probe)
-    return node
+from tests.fake_glm import Call, Close, Expect, FakeGLMServer, Send, Stall
+from tests.glm_graph import (
+    AUDIO_MS,
+    DELTA,
+    build_graph,
+    call_turn,
+    data_named,
+    dumped_turn,
+    flushes,
+    probe,
+    send_cmd,
+    send_data,
+    texts,
+    turn,
+    until_tools,
+)
 
 
 def sink_ms(path: Path) -> float:
@@ -130,11 +88,7 @@ async def test_tool_call_goes_to_the_tool_node_and_its_result_back_with_call_id(
     script = [
         [
             Call(until_tools(2)),  # the tools node may register before or after the first update
-            Send(
-                {"type": "response.created", "response": {"id": "r1"}},
-                call,
-                {"type": "response.done", "response": {"id": "r1", "status": "completed"}},
-            ),
+            call_turn(call),
             Expect("conversation.item.create"),
             Expect("response.create"),
             Send(*turn("r2", ["Sunny in Paris."], user=None)),
@@ -254,11 +208,7 @@ async def test_missing_tool_node_returns_a_failure_output_so_the_model_goes_on(
     script = [
         [
             Call(until_tools(1)),
-            Send(
-                {"type": "response.created", "response": {"id": "r1"}},
-                call,
-                {"type": "response.done", "response": {"id": "r1"}},
-            ),
+            call_turn(call),
             Expect("conversation.item.create"),
             Expect("response.create"),
         ]
@@ -289,11 +239,7 @@ async def test_slow_tool_times_out_into_a_failure_output(tmp_path: Path) -> None
     script = [
         [
             Call(until_tools(2)),
-            Send(
-                {"type": "response.created", "response": {"id": "r1"}},
-                call,
-                {"type": "response.done", "response": {"id": "r1"}},
-            ),
+            call_turn(call),
             Expect("response.create"),
         ]
     ]
@@ -512,20 +458,7 @@ async def test_video_frames_are_forwarded_in_video_passive_mode(tmp_path: Path) 
 
 
 async def test_dump_writes_user_and_assistant_pcm(tmp_path: Path) -> None:
-    script = [
-        [
-            Expect("session.update"),
-            Expect("input_audio_buffer.append", 3),
-            Send(*turn("r1", ["Hi."])),
-        ]
-    ]
-    async with FakeGLMServer(script) as server:
-        graph = build_graph(
-            tmp_path, server.url, glm={"dump": True, "dump_path": str(tmp_path / "dump")}
-        )
-        async with GraphRunner(graph) as runner:
-            await probe(runner).wait_for(lambda p: "Hi." in texts(p, "assistant"))
-            await runner.node("source").finished.wait()  # type: ignore[attr-defined]
+    await dumped_turn(tmp_path)
     dumps = {p.name.split("_")[0]: p for p in (tmp_path / "dump").iterdir()}
     assert dumps["user"].name.endswith("_22050hz.pcm")
     # 1 s of tone + 200 ms trailing silence at 22050 Hz, 2 bytes a sample.
