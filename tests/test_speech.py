@@ -282,6 +282,7 @@ def test_pocketsphinx_wer_on_librivox(model: PocketSphinxModel) -> None:
 
 
 def test_first_utterance_is_decoded_with_its_own_cepstral_mean(model: PocketSphinxModel) -> None:
+    # "Own": measured on the utterance itself (within the asr module's _CMN_TOLERANCE).
     text, clip = corpus("cards")[0]  # "ten of clubs", 1.1 s
     calibrating = PocketSphinxRecognizer(model)
     assert not calibrating.calibrated
@@ -298,17 +299,50 @@ def test_first_utterance_is_decoded_with_its_own_cepstral_mean(model: PocketSphi
     assert recognize(calibrating, clip) == text
 
 
+def test_first_utterance_is_decoded_while_it_is_spoken(model: PocketSphinxModel) -> None:
+    # goforward (2.8 s) and input_2 (3.4 s), each a stream's first utterance: the decoder
+    # has had all the audio before finish(), which only checks the mean (measured:
+    # finish 17-80 ms instead of 0.25-0.3x the utterance; the same transcripts as
+    # decoding it all in finish(): "go forward ten meters", "... go on forever or").
+    for text, clip in corpus("misc"):
+        recognizer = PocketSphinxRecognizer(model)
+        recognizer.start()
+        for piece in chunks(clip, CHUNK_20MS):
+            recognizer.feed(piece)
+        assert recognizer._decoded == len(clip)  # given to the decoder during speech
+        assert wer([text], [recognizer.finish()]) <= 0.15
+        assert recognizer._stats["final_redecodes"] == 0
+        assert recognizer._stats["restarts"] >= 1  # the 1 s estimate was replaced
+
+
+def test_finish_decodes_again_when_the_mean_moved_too_far(
+    model: PocketSphinxModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from glm_local.speech import asr
+
+    # With no tolerance, finish() always decodes the whole utterance again with its
+    # final mean: the slow path, same answer.
+    monkeypatch.setattr(asr, "_CMN_TOLERANCE", 0.0)
+    text, clip = corpus("cards")[0]
+    recognizer = PocketSphinxRecognizer(model)
+    assert recognize(recognizer, clip) == text
+    assert recognizer._stats["final_redecodes"] == 1
+
+
 def test_streaming_20ms_chunks_give_the_same_text_as_one_chunk(model: PocketSphinxModel) -> None:
     clip = corpus("cards")[2][1]
     results = set()
     for chunk in (CHUNK_20MS, len(clip), 333):  # 333: odd, splits samples
         results.add(recognize(PocketSphinxRecognizer(model, calibration_ms=0), clip, chunk))
     assert len(results) == 1, results
-    # The calibrating path buffers the first utterance: chunking must not matter either.
-    short = corpus("cards")[0][1]
-    assert recognize(PocketSphinxRecognizer(model), short) == recognize(
-        PocketSphinxRecognizer(model), short, len(short)
-    )
+    # The calibrating path checks the mean at fixed offsets into the utterance and may
+    # restart decoding there: chunking must not matter either.
+    for clip in (corpus("cards")[0][1], corpus("misc")[1][1]):
+        runs = []
+        for chunk in (CHUNK_20MS, len(clip), 333):
+            recognizer = PocketSphinxRecognizer(model)
+            runs.append((recognize(recognizer, clip, chunk), recognizer._stats))
+        assert runs[0] == runs[1] == runs[2], runs
 
 
 def test_partials_are_new_text_at_most_every_interval(model: PocketSphinxModel) -> None:
