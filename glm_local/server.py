@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.session import LocalSession, SessionResources
 from realtime.auth import verify_jwt
+from realtime.errors import ConfigError
 from realtime.logs import wire_logger
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "PATH", "LocalRealtimeServer"]
@@ -86,11 +87,11 @@ class LocalRealtimeServer:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         if heartbeat_s <= 0:
-            raise ValueError(f"heartbeat_s must be positive, got {heartbeat_s}")
+            raise ConfigError(f"heartbeat_s must be positive, got {heartbeat_s}")
         if pace < 0:
-            raise ValueError(f"pace must be >= 0, got {pace}")
+            raise ConfigError(f"pace must be >= 0, got {pace}")
         if max_frame_bytes <= 0:
-            raise ValueError(f"max_frame_bytes must be positive, got {max_frame_bytes}")
+            raise ConfigError(f"max_frame_bytes must be positive, got {max_frame_bytes}")
         self.host = host
         self._requested_port = port
         self._token = token
