@@ -8,7 +8,6 @@ and backend settings to every GLM node.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import sys
@@ -166,8 +165,3 @@ def summary_lines(report: TurnReport, output_path: Path) -> list[str]:
     lines.append(f"wrote {wav_seconds(output_path):.2f} s of assistant audio to {output_path}")
     lines += [f"error: {json.dumps(e, ensure_ascii=False)}" for e in report.errors]
     return lines
-
-
-def run_turn_sync(app: dict[str, Any], graph_name: str | None, timeout_s: float) -> TurnReport:
-    """:func:`run_turn` for synchronous callers (the CLI)."""
-    return asyncio.run(run_turn(app, graph_name, timeout_s=timeout_s))

@@ -51,11 +51,6 @@ class Uplink:
         self._backlog.clear()
         return packets
 
-    @property
-    def backlog_packets(self) -> int:
-        """Packets waiting for a connection."""
-        return len(self._backlog)
-
 
 class AudioDump:
     """Raw PCM files under ``directory``: ``<role>_<tag>_<rate>hz.pcm`` (s16le mono).
