@@ -4,19 +4,20 @@ Both pipelines take the same 16 kHz mono s16 signal in 10 ms frames, as an RTC s
 delivers it, and turn it into ``input_audio_buffer.append`` events:
 
 * ours: ``UplinkPacker("wav", wav_rate=24000, packet_ms=100)`` (soxr 16 -> 24 kHz, one WAV
-  per 100 ms), base64, ``InputAudioBufferAppend(audio=...).to_json()``, the frame size check
-  ``realtime.connection`` makes, then ``websocket.send``: 10 messages per second of audio;
+  per 100 ms), then ``Connection.send_audio`` from ``realtime.connection`` (base64, the
+  append event's JSON, the frame size check, ``websocket.send``): 10 messages per second;
 * seed: the original extension's ``convert_to_wav_in_memory`` (a pydub ``AudioSegment``
   exported to WAV per frame, header claiming 24 kHz whatever the source rate), base64,
   ``json.dumps`` with a uuid4 ``event_id``, then ``websocket.send``: 100 messages per second.
 
 Two measurements, both reported:
 
-* whole uplink: every message really goes over a websocket (the ``websockets`` client, in
-  this process, compression off as in ``realtime.connection``) to a loopback sink server
-  that runs in a subprocess, so the sink's CPU is not counted. A run ends when the sink
-  confirms it received every message;
-* compute only: the same pipelines stopped at the JSON text, no socket.
+* whole uplink: every message really goes over a websocket (ours through the library's
+  ``Connection``, the seed through a bare ``websockets`` client, both in this process with
+  compression off) to a loopback sink server that runs in a subprocess, so the sink's CPU is
+  not counted. A run ends when the sink confirms it received every message;
+* compute only: the same pipelines stopped at the JSON, no socket (ours:
+  ``audio_append_json``, what ``send_audio`` sends).
 
 CPU time is ``time.process_time`` of this process. Runs are interleaved (the order flips
 every repeat) and the median is reported, with the range of the per-repeat ratios.
@@ -48,7 +49,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.version import version as websockets_version
 
 from realtime.audio import UplinkPacker
-from realtime.client_events import InputAudioBufferAppend
+from realtime.client_events import audio_append_json
+from realtime.connection import Connection
+from realtime.connection import connect as connect_glm
+from realtime.events import UnknownEvent
 
 with warnings.catch_warnings():
     # pydub warns at import when ffmpeg is absent; WAV export does not need it.
@@ -57,7 +61,8 @@ with warnings.catch_warnings():
 
 SOURCE_RATE = 16000
 FRAME_MS = 10
-_END = "end-of-run"  # the client's last message of a run; the sink answers with its counts
+# The client's last message of a run; the sink answers with its counts in a "bench.counts".
+_END: dict[str, str] = {"type": "bench.end_of_run"}
 _REPO = Path(__file__).resolve().parents[1]
 
 
@@ -66,7 +71,7 @@ class Result:
     """What one pipeline produced (and, with the socket, sent) for the whole signal."""
 
     messages: int = 0
-    json_bytes: int = 0  # UTF-8 length of the JSON text messages
+    json_bytes: int = 0  # UTF-8 length of the JSON text messages (the sink's count if sent)
     frame_bytes: int = 0  # websocket frames, headers included (reported by the sink)
 
 
@@ -109,10 +114,6 @@ def frames_of(pcm: bytes, rate: int = SOURCE_RATE, ms: int = FRAME_MS) -> list[b
 # --- the two pipelines ------------------------------------------------------------------------
 
 
-def _ours_text(packet: bytes) -> str:
-    return InputAudioBufferAppend(audio=base64.b64encode(packet).decode("ascii")).to_json()
-
-
 def _seed_convert_to_wav_in_memory(buff: bytes) -> bytes:
     # As in the original extension: numpy round trip, pydub, a header claiming 24 kHz.
     pcm_data = np.frombuffer(buff, dtype=np.int16)
@@ -135,18 +136,16 @@ def _seed_text(frame: bytes) -> str:
 
 
 def run_ours(frames: Sequence[bytes], wav_rate: int = 24000) -> Result:
-    """Compute only: UplinkPacker (16 -> 24 kHz, 100 ms WAV) + base64 + typed event JSON."""
+    """Compute only: UplinkPacker (16 -> 24 kHz, 100 ms WAV) + the append event's JSON."""
     result = Result()
     packer = UplinkPacker("wav", wav_rate=wav_rate, packet_ms=100)
     for frame in frames:
         for packet in packer.push(frame, SOURCE_RATE):
-            text = _ours_text(packet)
+            result.json_bytes += len(audio_append_json(packet))
             result.messages += 1
-            result.json_bytes += len(text.encode())  # as realtime.connection's size check
     for packet in packer.flush():
-        text = _ours_text(packet)
+        result.json_bytes += len(audio_append_json(packet))
         result.messages += 1
-        result.json_bytes += len(text.encode())
     return result
 
 
@@ -175,27 +174,23 @@ def run_seed(frames: Sequence[bytes]) -> Result:
     return result
 
 
-async def send_ours(ws: ClientConnection, frames: Sequence[bytes], wav_rate: int = 24000) -> Result:
-    """Whole uplink: ``run_ours``, each event sent over the websocket as it is made."""
+async def send_ours(conn: Connection, frames: Sequence[bytes], wav_rate: int = 24000) -> Result:
+    """Whole uplink: ``UplinkPacker`` then ``Connection.send_audio``, as a session does it."""
     result = Result()
     packer = UplinkPacker("wav", wav_rate=wav_rate, packet_ms=100)
     for frame in frames:
         for packet in packer.push(frame, SOURCE_RATE):
-            text = _ours_text(packet)
-            result.json_bytes += len(text.encode())  # realtime.connection's size check
-            await ws.send(text)
+            await conn.send_audio(packet)
             result.messages += 1
     for packet in packer.flush():
-        text = _ours_text(packet)
-        result.json_bytes += len(text.encode())
-        await ws.send(text)
+        await conn.send_audio(packet)
         result.messages += 1
     return result
 
 
-async def send_ours_same_rate(ws: ClientConnection, frames: Sequence[bytes]) -> Result:
+async def send_ours_same_rate(conn: Connection, frames: Sequence[bytes]) -> Result:
     """As ``send_ours`` but with 16 kHz WAV packets (no resampling)."""
-    return await send_ours(ws, frames, wav_rate=SOURCE_RATE)
+    return await send_ours(conn, frames, wav_rate=SOURCE_RATE)
 
 
 async def send_seed(ws: ClientConnection, frames: Sequence[bytes]) -> Result:
@@ -220,13 +215,14 @@ def _client_frame_bytes(payload: int) -> int:
 
 async def _sink() -> None:
     """Count what arrives; on ``_END`` answer with the counts since the last ``_END``."""
+    end = json.dumps(_END)
 
     async def handler(ws: ServerConnection) -> None:
         messages = json_bytes = frame_bytes = 0
         async for message in ws:
-            if message == _END:
+            if message == end:
                 counts = {"messages": messages, "json": json_bytes, "frames": frame_bytes}
-                await ws.send(json.dumps(counts))
+                await ws.send(json.dumps({"type": "bench.counts", **counts}))
                 messages = json_bytes = frame_bytes = 0
                 continue
             size = len(message.encode()) if isinstance(message, str) else len(message)
@@ -259,19 +255,29 @@ def _start_sink() -> tuple[subprocess.Popen[str], int]:
     return proc, int(line)
 
 
-async def _end_run(ws: ClientConnection, result: Result) -> None:
-    """Wait until the sink has every message of the run, and check that it has."""
-    await ws.send(_END)
-    counts = json.loads(await ws.recv())
-    if (counts["messages"], counts["json"]) != (result.messages, result.json_bytes):
+async def _end_run(channel: Connection | ClientConnection, result: Result) -> None:
+    """Wait until the sink has every message of the run, check that it has, take its sizes."""
+    if isinstance(channel, Connection):
+        await channel.send_raw(_END)
+        event = await channel.recv()
+        if not isinstance(event, UnknownEvent):  # the sink's "bench.counts"
+            raise RuntimeError(f"the sink answered {event!r}")
+        counts = dict(event.raw)
+    else:
+        await channel.send(json.dumps(_END))
+        counts = json.loads(await channel.recv())
+    if counts["messages"] != result.messages:
         raise RuntimeError(f"the sink got {counts}, the client sent {result}")
+    if result.json_bytes and counts["json"] != result.json_bytes:
+        raise RuntimeError(f"the sink got {counts}, the client sent {result}")
+    result.json_bytes = counts["json"]
     result.frame_bytes = counts["frames"]
 
 
 # --- measurement ------------------------------------------------------------------------------
 
 Sync = Callable[[Sequence[bytes]], Result]
-Sender = Callable[[ClientConnection, Sequence[bytes]], Awaitable[Result]]
+Sender = Callable[[Any, Sequence[bytes]], Awaitable[Result]]
 
 
 async def _measure(
@@ -284,8 +290,16 @@ async def _measure(
     """Run every pipeline ``repeats`` times, interleaved; return CPU times and results."""
     url = f"ws://127.0.0.1:{port}"
     options: dict[str, Any] = {"compression": None, "max_size": None, "ping_interval": None}
-    # One connection per socket pipeline, opened before any measurement.
-    conns = {name: await connect(url, **options) for name in socket}
+    # One connection per socket pipeline, opened before any measurement: the library's
+    # Connection for ours (the sink ignores the key), a bare websockets client for the seed.
+    conns: dict[str, Connection | ClientConnection] = {
+        name: await (
+            connect_glm(url, api_key="benchmark")
+            if name.startswith("ours")
+            else connect(url, **options)
+        )
+        for name in socket
+    }
     times: dict[str, list[float]] = {name: [] for name in [*socket, *compute]}
     results: dict[str, Result] = {}
 

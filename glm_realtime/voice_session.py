@@ -496,9 +496,8 @@ class VoiceSession:
             if conn is None:
                 self.uplink.hold(packets[index:])
                 return
-            audio = base64.b64encode(packet).decode()
             try:
-                await conn.send(ev.InputAudioBufferAppend(audio=audio))
+                await conn.send_audio(packet)
             except ConnectionClosed:
                 self.uplink.hold(packets[index:])
                 return

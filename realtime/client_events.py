@@ -3,10 +3,14 @@
 Every event carries ``event_id`` and ``client_timestamp`` (ms), filled in when not given:
 GLM's server VAD needs ``client_timestamp`` on every ``input_audio_buffer.append`` or the
 turn never ends. Serialise with :meth:`ClientEventBase.to_json`, which leaves out ``None``.
+
+The uplink sends ten ``input_audio_buffer.append`` events a second per session, so
+:func:`audio_append_json` builds that one event's wire bytes directly, without pydantic.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from typing import Annotated, Any, Literal, Union
@@ -30,6 +34,7 @@ __all__ = [
     "ResponseCancel",
     "ResponseCreate",
     "SessionUpdate",
+    "audio_append_json",
     "new_event_id",
     "now_ms",
 ]
@@ -74,6 +79,32 @@ class InputAudioBufferAppend(ClientEventBase):
 
     type: Literal["input_audio_buffer.append"] = "input_audio_buffer.append"
     audio: str
+
+
+def audio_append_json(packet: bytes) -> bytes:
+    """The wire form of ``InputAudioBufferAppend`` for one audio packet, as UTF-8 JSON.
+
+    Byte for byte what ``InputAudioBufferAppend(audio=<base64 of packet>).to_json()``
+    encodes to (a test checks), without building a model and re-encoding the text: base64
+    and the generated id and timestamp never need JSON escaping.
+
+    Args:
+        packet: The audio, a WAV file or raw PCM as the session's format wants.
+
+    Returns:
+        The event as UTF-8 bytes, ready for a websocket text frame.
+    """
+    return b"".join(
+        (
+            b'{"event_id":"',
+            new_event_id().encode(),
+            b'","client_timestamp":',
+            str(now_ms()).encode(),
+            b',"type":"input_audio_buffer.append","audio":"',
+            base64.b64encode(packet),
+            b'"}',
+        )
+    )
 
 
 class InputAudioBufferAppendVideoFrame(ClientEventBase):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import socket
 
@@ -190,6 +191,38 @@ async def test_inbound_frame_over_budget_closes_with_1009() -> None:
         with pytest.raises(ConnectionClosedError) as info:
             await conn.recv()
     assert info.value.code == 1009
+
+
+async def test_send_audio_arrives_as_a_valid_append_text_frame_with_the_packet() -> None:
+    """send_audio builds the append event without a model; the server must still receive a
+    text frame that validates as input_audio_buffer.append and decodes to the packet."""
+    packet = bytes(range(256)) * 4
+    async with (
+        FakeGLMServer([[Expect("input_audio_buffer.commit")]]) as server,
+        connect(server.url, api_key=KEY) as conn,
+    ):
+        await conn.send_audio(packet)
+        await conn.send(ev.InputAudioBufferCommit())
+        fake = await server.connection(0)
+        await fake.wait_received("input_audio_buffer.commit")
+    append = fake.received[0]
+    assert isinstance(append, ev.InputAudioBufferAppend)
+    assert base64.b64decode(append.audio) == packet
+    assert server.violations == []
+
+
+async def test_send_audio_over_budget_is_refused_and_nothing_is_sent() -> None:
+    async with (
+        FakeGLMServer([[Stall()]], greet=False) as server,
+        connect(server.url, api_key=KEY, max_frame_bytes=2048) as conn,
+    ):
+        with pytest.raises(FrameTooLarge) as info:
+            await conn.send_audio(b"\x01" * 2048)
+        await conn.send(ev.InputAudioBufferClear())
+        fake = await server.connection(0)
+        await fake.wait_received("input_audio_buffer.clear")
+    assert info.value.size > 2048
+    assert [e.type for e in fake.received] == ["input_audio_buffer.clear"]
 
 
 async def test_outbound_event_over_budget_is_refused_and_nothing_is_sent() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -243,3 +244,19 @@ def test_item_param_requires_the_fields_of_its_type() -> None:
         ItemParam(type="function_call_output")
     with pytest.raises(ValueError, match="message item needs a role"):
         ItemParam(type="message", role="user")
+
+
+def test_hand_built_audio_append_is_the_models_wire_form_byte_for_byte() -> None:
+    """audio_append_json skips pydantic on the hot path; it must still send exactly what the
+    model would (same keys in the same order, same escaping) and parse back as the event."""
+    packet = bytes(range(256)) * 19 + b"\x00"
+    data = ev.audio_append_json(packet)
+    parsed = parse_client_event(data.decode())
+    assert isinstance(parsed, ev.InputAudioBufferAppend)
+    assert base64.b64decode(parsed.audio) == packet
+    assert parsed.event_id.startswith("evt_") and len(str(parsed.client_timestamp)) == 13
+    same = ev.InputAudioBufferAppend(
+        audio=parsed.audio, event_id=parsed.event_id, client_timestamp=parsed.client_timestamp
+    )
+    assert data == same.to_json().encode()
+    assert ev.audio_append_json(packet) != data  # a fresh event id every time
