@@ -7,17 +7,18 @@ above a threshold set by the filter; it releases as many blocks as keep the fill
 it. So a call returns nothing under the threshold, and otherwise one block plus one more for
 every further block of fill above it.
 
-:func:`release_model` measures the threshold (from below) and the block size on a
-throwaway stream fed three seconds of chunks of random sizes, and checks the result on a
-second one cut differently (a few ms, once per rate pair and process). With a model, :class:`StreamResampler`
-bounds what a call would return, so a caller that batches input (the uplink packer) skips
-the calls that could not give it what it waits for. In float32 soxr gives the same samples
-for one big call as for many small ones, so skipping costs no samples, and as the bound does
-not undercount, no output comes later than with a call on every chunk. Pairs that do not
-follow the rule (ratios beyond 3, run in several stages) get no model and the plain bound:
-what a drain would return. Tests check both claims over many rates and chunkings. One limit
-is soxr's own: at some large ratios (seen at 96 -> 22.05 kHz) when soxr releases depends on
-how the input was cut, so no batching can match per-chunk calls to the frame there.
+:func:`release_model` measures the threshold (from below) and the block size on a throwaway
+stream fed three seconds of chunks of random sizes, and checks the result on a second one
+cut differently (a few ms, once per rate pair and process). With a model,
+:class:`StreamResampler` bounds what a call would return, so a caller that batches input
+(the uplink packer) skips the calls that could not give it what it waits for. In float32
+soxr gives the same samples for one big call as for many small ones, so skipping costs no
+samples, and as the bound does not undercount, no output comes later than with a call on
+every chunk. Pairs that do not follow the rule (ratios beyond 3, run in several stages) get
+no model and the plain bound: what a drain would return. Tests check both claims over many
+rates and chunkings. One limit is soxr's own: at some large ratios (seen at 96 -> 22.05 kHz)
+when soxr releases depends on how the input was cut, so no batching can match per-chunk
+calls to the frame there.
 """
 
 from __future__ import annotations
