@@ -6,16 +6,18 @@ delivers it, and turn it into ``input_audio_buffer.append`` events:
 * ours: ``UplinkPacker("wav", wav_rate=24000, packet_ms=100)`` (soxr 16 -> 24 kHz, one WAV
   per 100 ms), then ``Connection.send_audio`` from ``realtime.connection`` (base64, the
   append event's JSON, the frame size check, ``websocket.send``): 10 messages per second;
-* seed: the original extension's ``convert_to_wav_in_memory`` (a pydub ``AudioSegment``
-  exported to WAV per frame, header claiming 24 kHz whatever the source rate), base64,
-  ``json.dumps`` with a uuid4 ``event_id``, then ``websocket.send``: 100 messages per second.
+* seed: the original extension's uplink as recorded in ``benchmarks/_seed_uplink.py``: a
+  pydub WAV per frame (its header claiming 24 kHz whatever the source rate), base64, a
+  dataclass event serialised by ``asdict`` + ``json.dumps``, aiohttp's ``send_str``: 100
+  messages per second.
 
 Two measurements, both reported:
 
-* whole uplink: every message really goes over a websocket (ours through the library's
-  ``Connection``, the seed through a bare ``websockets`` client, both in this process with
-  compression off) to a loopback sink server that runs in a subprocess, so the sink's CPU is
-  not counted. A run ends when the sink confirms it received every message;
+* whole uplink: every message really goes over a websocket, each pipeline through its own
+  client (ours the library's ``Connection`` on ``websockets``, the seed aiohttp as it did),
+  both in this process with compression off, to a loopback sink server that runs in a
+  subprocess (``benchmarks/_sink.py``), so the sink's CPU is not counted. A run ends when the
+  sink confirms it received every message;
 * compute only: the same pipelines stopped at the JSON, no socket (ours:
   ``audio_append_json``, what ``send_audio`` sends).
 
@@ -27,52 +29,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import gc
-import io
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-import uuid
-import warnings
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+import aiohttp
 import numpy as np
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, serve
 from websockets.version import version as websockets_version
 
+from benchmarks._seed_uplink import SeedSender, run_seed
+from benchmarks._sink import END, Result, start_sink
 from realtime.audio import UplinkPacker
 from realtime.client_events import audio_append_json
-from realtime.connection import Connection
-from realtime.connection import connect as connect_glm
+from realtime.connection import Connection, connect
 from realtime.events import UnknownEvent
-
-with warnings.catch_warnings():
-    # pydub warns at import when ffmpeg is absent; WAV export does not need it.
-    warnings.simplefilter("ignore", RuntimeWarning)
-    from pydub import AudioSegment
 
 SOURCE_RATE = 16000
 FRAME_MS = 10
-# The client's last message of a run; the sink answers with its counts in a "bench.counts".
-_END: dict[str, str] = {"type": "bench.end_of_run"}
-_REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class Result:
-    """What one pipeline produced (and, with the socket, sent) for the whole signal."""
-
-    messages: int = 0
-    json_bytes: int = 0  # UTF-8 length of the JSON text messages (the sink's count if sent)
-    frame_bytes: int = 0  # websocket frames, headers included (reported by the sink)
 
 
 def speech_like(seconds: float, rate: int = SOURCE_RATE, seed: int = 7) -> bytes:
@@ -111,28 +88,7 @@ def frames_of(pcm: bytes, rate: int = SOURCE_RATE, ms: int = FRAME_MS) -> list[b
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
 
 
-# --- the two pipelines ------------------------------------------------------------------------
-
-
-def _seed_convert_to_wav_in_memory(buff: bytes) -> bytes:
-    # As in the original extension: numpy round trip, pydub, a header claiming 24 kHz.
-    pcm_data = np.frombuffer(buff, dtype=np.int16)
-    audio_segment = AudioSegment(pcm_data.tobytes(), frame_rate=24000, sample_width=2, channels=1)
-    memory_stream = io.BytesIO()
-    audio_segment.export(memory_stream, format="wav")
-    return memory_stream.getvalue()
-
-
-def _seed_text(frame: bytes) -> str:
-    wav = _seed_convert_to_wav_in_memory(frame)
-    return json.dumps(
-        {
-            "event_id": str(uuid.uuid4()),
-            "type": "input_audio_buffer.append",
-            "client_timestamp": int(time.time() * 1000),
-            "audio": base64.b64encode(wav).decode("utf-8"),
-        }
-    )
+# --- ours -------------------------------------------------------------------------------------
 
 
 def run_ours(frames: Sequence[bytes], wav_rate: int = 24000) -> Result:
@@ -164,120 +120,55 @@ def run_packing_only(frames: Sequence[bytes]) -> Result:
     return result
 
 
-def run_seed(frames: Sequence[bytes]) -> Result:
-    """Compute only: the original uplink, one pydub WAV per 10 ms frame + base64 + JSON."""
-    result = Result()
-    for frame in frames:
-        text = _seed_text(frame)
-        result.messages += 1
-        result.json_bytes += len(text)  # json.dumps escapes to ASCII: chars are bytes
-    return result
+class OursSender:
+    """Ours over the wire: ``UplinkPacker`` then ``Connection.send_audio``, as a session."""
 
+    def __init__(self, wav_rate: int = 24000) -> None:
+        self.wav_rate = wav_rate
+        self._conn: Connection | None = None
 
-async def send_ours(conn: Connection, frames: Sequence[bytes], wav_rate: int = 24000) -> Result:
-    """Whole uplink: ``UplinkPacker`` then ``Connection.send_audio``, as a session does it."""
-    result = Result()
-    packer = UplinkPacker("wav", wav_rate=wav_rate, packet_ms=100)
-    for frame in frames:
-        for packet in packer.push(frame, SOURCE_RATE):
-            await conn.send_audio(packet)
+    async def open(self, url: str) -> None:
+        self._conn = await connect(url, api_key="benchmark")  # the sink ignores the key
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def send(self, frames: Sequence[bytes]) -> Result:
+        """Whole uplink: every packet sent as soon as the packer completes it."""
+        assert self._conn is not None
+        result = Result()
+        packer = UplinkPacker("wav", wav_rate=self.wav_rate, packet_ms=100)
+        for frame in frames:
+            for packet in packer.push(frame, SOURCE_RATE):
+                await self._conn.send_audio(packet)
+                result.messages += 1
+        for packet in packer.flush():
+            await self._conn.send_audio(packet)
             result.messages += 1
-    for packet in packer.flush():
-        await conn.send_audio(packet)
-        result.messages += 1
-    return result
+        return result
 
-
-async def send_ours_same_rate(conn: Connection, frames: Sequence[bytes]) -> Result:
-    """As ``send_ours`` but with 16 kHz WAV packets (no resampling)."""
-    return await send_ours(conn, frames, wav_rate=SOURCE_RATE)
-
-
-async def send_seed(ws: ClientConnection, frames: Sequence[bytes]) -> Result:
-    """Whole uplink: ``run_seed``, one websocket message per 10 ms frame."""
-    result = Result()
-    for frame in frames:
-        text = _seed_text(frame)
-        await ws.send(text)
-        result.messages += 1
-        result.json_bytes += len(text)
-    return result
-
-
-# --- the sink ---------------------------------------------------------------------------------
-
-
-def _client_frame_bytes(payload: int) -> int:
-    """Bytes of one masked client text frame: header, extended length, mask, payload."""
-    extended = 0 if payload < 126 else 2 if payload < 65536 else 8
-    return 2 + extended + 4 + payload
-
-
-async def _sink() -> None:
-    """Count what arrives; on ``_END`` answer with the counts since the last ``_END``."""
-    end = json.dumps(_END)
-
-    async def handler(ws: ServerConnection) -> None:
-        messages = json_bytes = frame_bytes = 0
-        async for message in ws:
-            if message == end:
-                counts = {"messages": messages, "json": json_bytes, "frames": frame_bytes}
-                await ws.send(json.dumps({"type": "bench.counts", **counts}))
-                messages = json_bytes = frame_bytes = 0
-                continue
-            size = len(message.encode()) if isinstance(message, str) else len(message)
-            messages += 1
-            json_bytes += size
-            frame_bytes += _client_frame_bytes(size)
-
-    async with serve(
-        handler, "127.0.0.1", 0, compression=None, max_size=None, ping_interval=None
-    ) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        print(port, flush=True)
-        # Serve until the benchmark closes our stdin (or dies).
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-
-def _start_sink() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.uplink", "--sink"],
-        cwd=_REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.strip().isdigit():
-        proc.kill()
-        raise RuntimeError(f"the sink did not start (said {line!r})")
-    return proc, int(line)
-
-
-async def _end_run(channel: Connection | ClientConnection, result: Result) -> None:
-    """Wait until the sink has every message of the run, check that it has, take its sizes."""
-    if isinstance(channel, Connection):
-        await channel.send_raw(_END)
-        event = await channel.recv()
-        if not isinstance(event, UnknownEvent):  # the sink's "bench.counts"
+    async def end_run(self, result: Result) -> None:
+        """Wait until the sink has every message of the run; take its counts."""
+        assert self._conn is not None
+        await self._conn.send_raw(END)
+        event = await self._conn.recv()
+        if not isinstance(event, UnknownEvent):  # "bench.counts" is no GLM event
             raise RuntimeError(f"the sink answered {event!r}")
-        counts = dict(event.raw)
-    else:
-        await channel.send(json.dumps(_END))
-        counts = json.loads(await channel.recv())
-    if counts["messages"] != result.messages:
-        raise RuntimeError(f"the sink got {counts}, the client sent {result}")
-    if result.json_bytes and counts["json"] != result.json_bytes:
-        raise RuntimeError(f"the sink got {counts}, the client sent {result}")
-    result.json_bytes = counts["json"]
-    result.frame_bytes = counts["frames"]
+        result.take_counts(dict(event.raw))
 
 
 # --- measurement ------------------------------------------------------------------------------
 
+
+class Sender(Protocol):
+    async def open(self, url: str) -> None: ...
+    async def close(self) -> None: ...
+    async def send(self, frames: Sequence[bytes]) -> Result: ...
+    async def end_run(self, result: Result) -> None: ...
+
+
 Sync = Callable[[Sequence[bytes]], Result]
-Sender = Callable[[Any, Sequence[bytes]], Awaitable[Result]]
 
 
 async def _measure(
@@ -288,18 +179,8 @@ async def _measure(
     port: int,
 ) -> tuple[dict[str, list[float]], dict[str, Result]]:
     """Run every pipeline ``repeats`` times, interleaved; return CPU times and results."""
-    url = f"ws://127.0.0.1:{port}"
-    options: dict[str, Any] = {"compression": None, "max_size": None, "ping_interval": None}
-    # One connection per socket pipeline, opened before any measurement: the library's
-    # Connection for ours (the sink ignores the key), a bare websockets client for the seed.
-    conns: dict[str, Connection | ClientConnection] = {
-        name: await (
-            connect_glm(url, api_key="benchmark")
-            if name.startswith("ours")
-            else connect(url, **options)
-        )
-        for name in socket
-    }
+    for sender in socket.values():  # connected before any measurement
+        await sender.open(f"ws://127.0.0.1:{port}")
     times: dict[str, list[float]] = {name: [] for name in [*socket, *compute]}
     results: dict[str, Result] = {}
 
@@ -307,8 +188,8 @@ async def _measure(
         gc.collect()
         start = time.process_time()
         if name in socket:
-            result = await socket[name](conns[name], part)
-            await _end_run(conns[name], result)
+            result = await socket[name].send(part)
+            await socket[name].end_run(result)
         else:
             result = compute[name](part)
         return time.process_time() - start, result
@@ -322,8 +203,8 @@ async def _measure(
                 cpu, results[name] = await once(name, frames)
                 times[name].append(cpu)
     finally:
-        for ws in conns.values():
-            await ws.close()
+        for sender in socket.values():
+            await sender.close()
     return times, results
 
 
@@ -339,19 +220,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks uplink", description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length (default 60)")
     parser.add_argument("--repeats", type=int, default=9, help="interleaved runs (default 9)")
-    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.sink:
-        asyncio.run(_sink())
-        return 0
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())  # other work on the machine
     frames = frames_of(speech_like(args.seconds))
     audio_s = sum(len(f) for f in frames) / 2 / SOURCE_RATE
     socket: dict[str, Sender] = {
-        "ours + socket": send_ours,
-        "seed + socket": send_seed,
-        "ours, wav 16 kHz + socket": send_ours_same_rate,
+        "ours + socket": OursSender(),
+        "seed + socket": SeedSender(),
+        "ours, wav 16 kHz + socket": OursSender(wav_rate=SOURCE_RATE),
     }
     compute: dict[str, Sync] = {
         "ours": run_ours,
@@ -359,7 +236,7 @@ def main(argv: list[str]) -> int:
         "ours, packing only": run_packing_only,
         "ours, wav 16 kHz": run_ours_same_rate,
     }
-    sink, port = _start_sink()
+    sink, port = start_sink()
     try:
         times, results = asyncio.run(_measure(frames, args.repeats, compute, socket, port))
     finally:
@@ -386,8 +263,9 @@ def main(argv: list[str]) -> int:
     )
     print(f"machine: {os.cpu_count()} CPUs, load average before the run {load}")
     print(
-        f"websocket: websockets {websockets_version} client in this process, compression "
-        "off; sink server in a subprocess on 127.0.0.1 (its CPU not counted)"
+        f"websocket clients in this process: ours websockets {websockets_version}, the seed "
+        f"aiohttp {aiohttp.__version__}; sink server in a subprocess on 127.0.0.1 (its CPU not "
+        "counted)"
     )
     header = f"{'pipeline':<16} {'CPU ms / s audio':>17} {'msgs / s':>9} {'JSON B / s':>11}"
     print("\nwhole uplink, every message sent over the websocket")
@@ -436,5 +314,5 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":  # the sink subprocess: python -m benchmarks.uplink --sink
+if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

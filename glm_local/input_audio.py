@@ -8,12 +8,12 @@ VAD and the recogniser with one streaming soxr resampler per input rate.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import wave
 
 import numpy as np
+import pybase64
 import soxr
 
 from realtime.audio import InputAudioFormat, input_sample_rate
@@ -44,7 +44,7 @@ class InputAudioDecoder:
             InvalidAudio: not base64, not a WAV (in ``wav`` mode), or not mono 16-bit.
         """
         try:
-            data = base64.b64decode(payload, validate=True)
+            data = pybase64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise InvalidAudio(f"audio is not valid base64: {exc}") from exc
         if self.format == "wav":

@@ -12,7 +12,6 @@ once; a sentence being synthesised finishes in its thread and is dropped.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
@@ -21,6 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import pybase64
 
 from glm_local.engine import Reply, ReplyEngine, ReplyRequest
 from realtime import events as ev
@@ -175,7 +176,7 @@ class Speaker:
             await self._send(
                 ev.ResponseAudioDelta(
                     type="response.audio.delta",
-                    delta=base64.b64encode(chunk).decode("ascii"),
+                    delta=pybase64.b64encode(chunk).decode("ascii"),
                     **self._ids,
                 )
             )

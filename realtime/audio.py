@@ -13,9 +13,10 @@ This module is the public face of the audio parts:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import logging
+
+import pybase64
 
 from realtime.errors import ProtocolViolation
 from realtime.packer import UplinkPacker
@@ -87,7 +88,7 @@ class DownlinkDecoder:
                 f"audio delta must be a base64 string, got {type(delta_b64).__name__}"
             )
         try:
-            raw = base64.b64decode(delta_b64, validate=True)
+            raw = pybase64.b64decode(delta_b64, validate=True)
         except (binascii.Error, ValueError) as exc:
             # Name the problem and the size, never echo the payload itself.
             raise ProtocolViolation(

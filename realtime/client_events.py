@@ -10,11 +10,11 @@ The uplink sends ten ``input_audio_buffer.append`` events a second per session, 
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 from typing import Annotated, Any, Literal, Union
 
+import pybase64
 from pydantic import BaseModel, ConfigDict, Field
 
 from realtime.items import ItemParam
@@ -102,7 +102,7 @@ def audio_append_json(packet: bytes) -> bytes:
             b'","client_timestamp":',
             str(now_ms()).encode(),
             b',"type":"input_audio_buffer.append","audio":"',
-            base64.b64encode(packet),
+            pybase64.b64encode(packet),  # SIMD base64, 10x the stdlib's speed
             b'"}',
         )
     )

@@ -161,7 +161,7 @@ class UplinkPacker:
             The full packets still buffered, then a shorter tail packet if samples remain.
         """
         if self._resampler is not None:
-            self._resample_raw(last=True)
+            self._drain_resampler()
         self._drop_carry("flush")
         packets = self._take_packets()
         if self._pending:
@@ -202,15 +202,16 @@ class UplinkPacker:
 
     def _advance(self) -> list[bytes]:
         """Resample the waiting block if that can complete a packet; cut the full packets."""
-        resampler = self._resampler
-        if resampler is not None and self._raw:
+        resampler, raw, pending = self._resampler, self._raw, self._pending
+        if resampler is not None and raw:
             # Call soxr only when the call could complete a packet. Waiting otherwise costs
             # no time: the call would return too little (see realtime.resampler), and
             # float32 soxr gives the same samples for one big call as for many small ones.
-            short = self._packet_samples - len(self._pending) // SAMPLE_WIDTH
-            if resampler.output_bound(len(self._raw) // SAMPLE_WIDTH) >= short:
-                self._resample_raw()
-        packets = self._take_packets()
+            short = self._packet_samples - len(pending) // SAMPLE_WIDTH
+            if resampler.output_bound(len(raw) // SAMPLE_WIDTH) >= short:
+                resampler.process_into(raw, pending)
+                raw.clear()
+        packets = self._take_packets() if len(pending) >= self._packet_bytes else []
         self._set_limit()
         return packets
 
@@ -233,7 +234,7 @@ class UplinkPacker:
         """Finish the audio at the old input rate and prepare for ``sample_rate``."""
         if self._resampler is not None:
             # The old filter still holds the end of the previous audio: keep it.
-            self._resample_raw(last=True)
+            self._drain_resampler()
         # Half a sample at the old rate cannot be joined to a frame at another rate.
         self._drop_carry("rate change")
         self._in_rate = sample_rate
@@ -243,10 +244,10 @@ class UplinkPacker:
         self._acc = self._pending if self._resampler is None else self._raw
         self._set_limit()
 
-    def _resample_raw(self, *, last: bool = False) -> None:
-        """Resample the waiting input block into the pending buffer (``last``: drain too)."""
+    def _drain_resampler(self) -> None:
+        """Resample the waiting input and the filter's tail into the pending buffer."""
         assert self._resampler is not None
-        self._resampler.process_into(self._raw, self._pending, last=last)
+        self._resampler.process_into(self._raw, self._pending, last=True)
         self._raw.clear()
 
     def _drop_carry(self, why: str) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -62,20 +62,26 @@ class ReleaseModel:
     """The largest fill seen that released nothing or stayed held: under the threshold."""
     block: int
     """The smallest release seen: one block."""
+    block_low: float = field(init=False)
+    """The least a block may be: blocks of a fractional ratio vary by a sample or two."""
+    block_high: float = field(init=False)
+    """The most a block may be."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_low", self.block * 0.99 - 1.0)
+        object.__setattr__(self, "block_high", self.block * 1.01 + 1.0)
 
     def bound(self, fill: float) -> float:
         """At most how many samples a call that brings the fill to ``fill`` returns."""
         above = fill - self.quiet_fill
         if above <= 0:
             return 0.0
-        # Blocks of a fractional ratio vary by a sample or two: count them with a margin.
-        blocks = above // (self.block * 0.99 - 1.0) + 1
-        return blocks * (self.block * 1.01 + 1.0)
+        return (above // self.block_low + 1) * self.block_high
 
     def fill_for(self, out_samples: float) -> float:
         """The least fill for which :meth:`bound` reaches ``out_samples``."""
-        blocks = max(1, math.ceil(out_samples / (self.block * 1.01 + 1.0)))
-        return self.quiet_fill + (blocks - 1) * (self.block * 0.99 - 1.0)
+        blocks = max(1, math.ceil(out_samples / self.block_high))
+        return self.quiet_fill + (blocks - 1) * self.block_low
 
 
 def _random_chunks(in_rate: int, seed: int) -> list[npt.NDArray[np.float32]]:
