@@ -257,17 +257,20 @@ class UplinkPacker:
 
     def _take_packets(self) -> list[bytes]:
         """Cut every full packet off the front of the pending buffer."""
-        size = self._packet_bytes
-        count = len(self._pending) // size
+        size, pending = self._packet_bytes, self._pending
+        count = len(pending) // size
+        if count == 1:  # the common case: one copy into the packet, one front deletion
+            packet = self._header + pending[:size]
+            del pending[:size]
+            return [packet]
         if not count:
             return []
-        header = self._header  # empty unless in wav mode
         # One copy per packet: bytes + a memoryview slice joins them straight into the result.
         # The `with` releases the export, which would otherwise forbid resizing the bytearray.
-        with memoryview(self._pending) as view:
-            packets = [header + view[i * size : (i + 1) * size] for i in range(count)]
+        with memoryview(pending) as view:
+            packets = [self._header + view[i * size : (i + 1) * size] for i in range(count)]
         # One front deletion per push; bytearray makes it cheap (no realloc of the rest).
-        del self._pending[: count * size]
+        del pending[: count * size]
         return packets
 
     def _wrap(self, pcm: bytes) -> bytes:

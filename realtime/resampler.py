@@ -160,15 +160,18 @@ class StreamResampler:
 
     def output_bound(self, in_samples: int) -> float:
         """At most how many samples a call with ``in_samples`` of input would return now."""
-        fill = float(self._stream.delay()) + in_samples * self.ratio
-        if self._model is None:
+        fill: float = self._stream.delay() + in_samples * self.ratio
+        model = self._model
+        if model is None:
             return fill  # a drain's worth
-        return min(self._model.bound(fill), fill)
+        return min(model.bound(fill), fill)
 
     def input_for(self, out_samples: float) -> float:
         """The least input for which :meth:`output_bound` could reach ``out_samples``."""
-        fill = out_samples if self._model is None else self._model.fill_for(out_samples)
-        return max(0.0, (max(fill, out_samples) - float(self._stream.delay())) / self.ratio)
+        model = self._model
+        fill = out_samples if model is None else max(model.fill_for(out_samples), out_samples)
+        held: float = self._stream.delay()
+        return max(0.0, (fill - held) / self.ratio)
 
     def process_into(
         self, pcm: memoryview | bytes | bytearray, dest: bytearray, *, last: bool = False
@@ -177,13 +180,14 @@ class StreamResampler:
 
         ``last=True`` also drains the filter's tail and resets the filter.
         """
+        stream = self._stream
         samples = np.frombuffer(pcm, dtype=PCM_DTYPE).astype(np.float32)
-        fill = float(self._stream.delay()) + samples.size * self.ratio
-        out: npt.NDArray[np.float32] = self._stream.resample_chunk(samples, last=last)
+        fill: float = stream.delay() + samples.size * self.ratio
+        out: npt.NDArray[np.float32] = stream.resample_chunk(samples, last=last)
         if last:
             # Ready for a fresh signal without paying for a new filter.
-            self._stream.clear()
-        if self._model is not None and out.size > self._model.bound(fill) and not last:
+            stream.clear()
+        elif self._model is not None and out.size > self._model.bound(fill):
             # Never seen in testing; if soxr ever releases more than the model allows, the
             # model is wrong for this stream and only the drain bound is safe.
             logger.warning("soxr %d -> %d Hz broke its release model; dropped", *self.rates)
