@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -85,14 +86,15 @@ class ReleaseModel:
 
 
 def _random_chunks(in_rate: int, seed: int) -> list[npt.NDArray[np.float32]]:
-    """Three seconds of noise in chunks of 0.1 to 300 ms, log-uniform (sizes matter, not
-    values): from sample-sized pieces to the large blocks a batching caller sends."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal(in_rate * 3).astype(np.float32)
+    """Three seconds of silence in chunks of 0.1 to 300 ms, log-uniform: from sample-sized
+    pieces to the large blocks a batching caller sends. When soxr releases output depends
+    on the sizes only, not on the samples."""
+    rng = random.Random(seed)
+    signal = np.zeros(in_rate * 3, dtype=np.float32)
     chunks, pos = [], 0
-    while pos < noise.size:
+    while pos < signal.size:
         size = max(1, int(in_rate * 10 ** rng.uniform(-4.0, -0.5)))
-        chunks.append(noise[pos : pos + size])
+        chunks.append(signal[pos : pos + size])
         pos += size
     return chunks
 
