@@ -154,7 +154,15 @@ class StreamResampler:
         self.ratio = out_rate / in_rate
         self.rates = (in_rate, out_rate)
         self._stream: Any = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
-        self._model = release_model(in_rate, out_rate)
+        # Measured on first use: only a batching caller asks for bounds.
+        self._model: ReleaseModel | None = None
+        self._model_loaded = False
+
+    def _release_model(self) -> ReleaseModel | None:
+        if not self._model_loaded:
+            self._model = release_model(*self.rates)
+            self._model_loaded = True
+        return self._model
 
     def held_samples(self) -> float:
         """Output samples the filter holds (what :meth:`drain` would return)."""
@@ -163,14 +171,14 @@ class StreamResampler:
     def output_bound(self, in_samples: int) -> float:
         """At most how many samples a call with ``in_samples`` of input would return now."""
         fill: float = self._stream.delay() + in_samples * self.ratio
-        model = self._model
+        model = self._release_model()
         if model is None:
             return fill  # a drain's worth
         return min(model.bound(fill), fill)
 
     def input_for(self, out_samples: float) -> float:
         """The least input for which :meth:`output_bound` could reach ``out_samples``."""
-        model = self._model
+        model = self._release_model()
         fill = out_samples if model is None else max(model.fill_for(out_samples), out_samples)
         held: float = self._stream.delay()
         return max(0.0, (fill - held) / self.ratio)

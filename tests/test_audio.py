@@ -26,6 +26,7 @@ from realtime.audio import (
     wav_bytes,
 )
 from realtime.errors import ConfigError, ProtocolViolation
+from realtime.resampler import release_model
 
 SOURCE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
 FORMATS: tuple[InputAudioFormat, ...] = ("wav", "pcm16", "pcm24")
@@ -674,3 +675,33 @@ def test_full_packets_drained_at_a_rate_change_leave_on_that_push():
     reference = UplinkPacker("pcm16", packet_ms=100)
     expected = reference.push(signal(0.21, 48000), 48000) + reference.flush()
     assert first + second + tail == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rates=st.sampled_from(
+        [(16000, 24000), (48000, 24000), (44100, 16000), (8000, 16000), (22050, 24000)]
+    ),
+    sizes_ms=st.lists(st.floats(0.1, 300.0), min_size=5, max_size=60),
+)
+def test_release_model_never_undercounts_what_soxr_releases(rates, sizes_ms):
+    """The packer skips a soxr call only when the model says it could not return enough;
+    so on any chunking, no call may return more samples than the model's bound."""
+    in_rate, out_rate = rates
+    model = release_model(in_rate, out_rate)
+    assert model is not None
+    stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
+    for ms in sizes_ms:
+        chunk = np.ones(max(1, int(in_rate * ms / 1000)), dtype=np.float32)
+        fill = stream.delay() + chunk.size * out_rate / in_rate
+        assert stream.resample_chunk(chunk).size <= model.bound(fill)
+
+
+def test_release_model_is_refused_for_multi_stage_ratios_and_measured_for_common_ones():
+    """Beyond a ratio of 3 soxr runs several stages whose releases are not predictable: no
+    model, so the packer falls back to the exact drain bound."""
+    assert release_model(8000, 48000) is None
+    assert release_model(44100, 8000) is None
+    model = release_model(16000, 24000)
+    assert model is not None and model.block == 734  # soxr HQ's block at 16 -> 24 kHz
+    assert 700 < model.quiet_fill < 900
