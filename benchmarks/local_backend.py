@@ -14,10 +14,13 @@ Measured, per response:
   ``response.audio.delta`` of the response that follows (the server's VAD hangover is
   before speech_stopped, so it is not included).
 * **CPU**: user + system time of the worker process (server and clients) during the
-  run, per second of input audio (``CPU ms / s``) and as a share of the machine's cores.
-* **Peak RSS**: ``ru_maxrss`` of the worker process (server, models and clients).
+  run, plus that of the ASR worker processes with ``--asr-processes N`` (their start-up
+  included), per second of input audio (``CPU ms / s``) and as a share of the cores.
+* **Peak RSS**: ``ru_maxrss`` of the worker process (server, models and clients), and of
+  the largest ASR worker.
 
-Run: ``python -m benchmarks local_backend [--sessions 1,4,16] [--tts espeak|piper]``.
+Run: ``python -m benchmarks local_backend [--sessions 1,4,16] [--tts espeak|piper]
+[--asr-processes N]``.
 """
 
 from __future__ import annotations
@@ -138,13 +141,19 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
     from glm_local.server import LocalRealtimeServer
 
     clips = [_packets(c + b"\x00\x00" * (RATE * args.silence_ms // 1000)) for c in _clips()]
-    async with LocalRealtimeServer(port=0, token=TOKEN, pace=args.pace, tts=args.tts) as server:
+    server = LocalRealtimeServer(
+        port=0, token=TOKEN, pace=args.pace, tts=args.tts, asr_processes=args.asr_processes
+    )
+    async with server:
         rss_idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         cpu0, wall0 = time.process_time(), time.monotonic()
         results = await asyncio.gather(
             *(_session(server.url, i, clips, args) for i in range(args.n))
         )
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    # ASR workers have exited and been waited for: their CPU (start-up included) counts.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu += children.ru_utime + children.ru_stime
     ttfas = [t for r in results for t in r[0]]
     return {
         "sessions": args.n,
@@ -155,6 +164,7 @@ async def _worker(args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": wall,
         "rss_idle_mb": rss_idle / 1024,
         "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "worker_rss_mb": children.ru_maxrss / 1024,
     }
 
 
@@ -180,7 +190,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f" | {_pct(r['ttfa_first'], 0.5):.0f} | {_pct(r['ttfa_later'], 0.5):.0f}"
             f" | {r['cpu_s'] / r['audio_s'] * 1000:.0f}"
             f" | {r['cpu_s'] / r['wall_s'] / cores:.0%}"
-            f" | {r['rss_peak_mb']:.0f} ({r['rss_idle_mb']:.0f}) |"
+            f" | {r['rss_peak_mb']:.0f} ({r['rss_idle_mb']:.0f})"
+            + (f" + {r['worker_rss_mb']:.0f} per ASR worker |" if r["worker_rss_mb"] else " |")
         )
     return "\n".join(lines)
 
@@ -194,6 +205,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--silence-ms", type=int, default=1500, help="silence after each clip")
     parser.add_argument("--stagger-ms", type=int, default=1000, help="spread of session starts")
     parser.add_argument("--tts", choices=["espeak", "piper"], default="espeak")
+    parser.add_argument(
+        "--asr-processes", type=int, default=0, help="ASR worker processes (0: in-process)"
+    )
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)  # worker mode
     args = parser.parse_args(argv)
     if args.n:
@@ -212,7 +226,12 @@ def main(argv: list[str]) -> int:
     print(
         f"tts {args.tts}, pace {args.pace:g}, client speed {args.speed:g}, "
         f"{args.turns} turns per session, {args.silence_ms} ms trailing silence, "
-        f"starts spread over {args.stagger_ms} ms; TTFA = speech_stopped -> first audio delta"
+        f"starts spread over {args.stagger_ms} ms; TTFA = speech_stopped -> first audio delta; "
+        + (
+            f"ASR in {args.asr_processes} worker process(es), their CPU counted (start-up too)"
+            if args.asr_processes
+            else "ASR in the server process"
+        )
     )
     print(_table(rows))
     for r in rows:

@@ -3,6 +3,7 @@
 Example::
 
     glm-realtime serve --port 8765 --token secret --tts piper
+    glm-realtime serve --asr-processes 4        # many concurrent speakers, 4 cores
     glm-realtime serve --engine openai --engine-url http://127.0.0.1:8080/v1 \\
         --engine-model my-model
 """
@@ -58,6 +59,14 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
 @click.option("--engine-url", default=None, help="OpenAI-compatible base URL (with /v1).")
 @click.option("--engine-model", default=None, help="Model name for --engine openai.")
 @click.option("--engine-key", envvar="OPENAI_API_KEY", default=None, help="env OPENAI_API_KEY")
+@click.option(
+    "--asr-processes",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Recognise speech in N worker processes (0: in the server process). pocketsphinx "
+    "holds the GIL, so for many concurrent speakers use about one per core.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log each session.")
 def serve(
     host: str,
@@ -70,6 +79,7 @@ def serve(
     engine_url: str | None,
     engine_model: str | None,
     engine_key: str | None,
+    asr_processes: int,
     verbose: bool,
 ) -> None:
     """Serve GLM-Realtime on offline speech parts (no key, no network)."""
@@ -88,6 +98,7 @@ def serve(
         pace=pace,
         tts=cast(Literal["espeak", "piper"], tts),
         engine=engine,
+        asr_processes=asr_processes,
     )
 
     async def main() -> None:

@@ -18,11 +18,13 @@ waits for every session to end.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -30,9 +32,13 @@ from websockets.http11 import Request, Response
 
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.session import LocalSession, SessionResources
+from glm_local.speech.asr_processes import RecognizerProcesses
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
 from realtime.logs import wire_logger
+
+if TYPE_CHECKING:
+    from glm_local.speech import Recognizer
 
 __all__ = ["DEFAULT_MAX_FRAME_BYTES", "PATH", "LocalRealtimeServer"]
 
@@ -45,18 +51,12 @@ logger = logging.getLogger(__name__)
 _wire_logger = wire_logger("glm_local.websockets")
 
 
-def _load_resources(
-    tts: Literal["espeak", "piper"], engine: ReplyEngine, pace: float, heartbeat_s: float
-) -> SessionResources:
-    from glm_local.speech import PocketSphinxModel, make_synthesizer
+def _in_process_recognizers() -> Callable[[], Recognizer]:
+    from glm_local.speech import PocketSphinxModel, PocketSphinxRecognizer
 
-    return SessionResources(
-        asr_model=PocketSphinxModel.default(),
-        synthesizer=make_synthesizer(tts),
-        engine=engine,
-        pace=pace,
-        heartbeat_s=heartbeat_s,
-    )
+    model = PocketSphinxModel.default()
+    # No partial hypotheses: nothing sends them, and each costs a search backtrace.
+    return functools.partial(PocketSphinxRecognizer, model, partial_interval_ms=None)
 
 
 class LocalRealtimeServer:
@@ -72,6 +72,10 @@ class LocalRealtimeServer:
         tts: ``"espeak"`` (fast, robotic) or ``"piper"`` (natural, needs the piper extra).
         engine: what to answer; default :class:`~glm_local.engine.DeterministicEngine`.
         max_frame_bytes: largest accepted frame; a larger one closes the socket (1009).
+        asr_processes: recognise speech in this many worker processes (0: in this process,
+            on threads). pocketsphinx holds the GIL, so in-process recognition of concurrent
+            sessions shares one core; with workers it uses as many cores as there are
+            workers, at ~60 MB and ~0.3 s of start-up each.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class LocalRealtimeServer:
         tts: Literal["espeak", "piper"] = "espeak",
         engine: ReplyEngine | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        asr_processes: int = 0,
     ) -> None:
         if heartbeat_s <= 0:
             raise ConfigError(f"heartbeat_s must be positive, got {heartbeat_s}")
@@ -92,6 +97,15 @@ class LocalRealtimeServer:
             raise ConfigError(f"pace must be >= 0, got {pace}")
         if max_frame_bytes <= 0:
             raise ConfigError(f"max_frame_bytes must be positive, got {max_frame_bytes}")
+        if (
+            not isinstance(asr_processes, int)
+            or isinstance(asr_processes, bool)
+            or not 0 <= asr_processes <= 64
+        ):
+            raise ConfigError(
+                f"asr_processes must be an int in 0..64 (0: in this process), got {asr_processes!r}"
+            )
+        self._asr_workers = RecognizerProcesses(asr_processes) if asr_processes else None
         self.host = host
         self._requested_port = port
         self._token = token
@@ -133,30 +147,51 @@ class LocalRealtimeServer:
         """Load the shared speech parts and start listening."""
         if self._server is not None:
             raise RuntimeError("the server is already started")
-        self._resources = await asyncio.to_thread(
-            _load_resources, self.tts, self.engine, self.pace, self.heartbeat_s
-        )
-        self._server = await serve(
-            self._handle,
-            self.host,
-            self._requested_port,
-            process_request=self._check_request,
-            max_size=self.max_frame_bytes,
-            compression=None,
-            ping_interval=None,
-            logger=_wire_logger,
-        )
+        try:
+            self._resources = await asyncio.to_thread(self._load_resources)
+            self._server = await serve(
+                self._handle,
+                self.host,
+                self._requested_port,
+                process_request=self._check_request,
+                max_size=self.max_frame_bytes,
+                compression=None,
+                ping_interval=None,
+                logger=_wire_logger,
+            )
+        except BaseException:
+            if self._asr_workers is not None:  # they may have started before the failure
+                await asyncio.to_thread(self._asr_workers.close)
+            raise
         self._port = int(next(iter(self._server.sockets)).getsockname()[1])
         logger.info("local GLM-Realtime server listening at %s", self.url)
 
+    def _load_resources(self) -> SessionResources:
+        from glm_local.speech import make_synthesizer
+
+        if self._asr_workers is None:
+            new_recognizer = _in_process_recognizers()
+        else:
+            self._asr_workers.start()
+            new_recognizer = self._asr_workers.recognizer
+        return SessionResources(
+            new_recognizer=new_recognizer,
+            synthesizer=make_synthesizer(self.tts),
+            engine=self.engine,
+            pace=self.pace,
+            heartbeat_s=self.heartbeat_s,
+        )
+
     async def close(self) -> None:
-        """Close every connection (1001) and wait until every session has ended."""
+        """Close every connection (1001), wait until every session has ended, stop the
+        ASR workers."""
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        await server.wait_closed()
-        logger.info("local GLM-Realtime server at %s closed", self.url)
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+            logger.info("local GLM-Realtime server at %s closed", self.url)
+        if self._asr_workers is not None:
+            await asyncio.to_thread(self._asr_workers.close)
 
     async def serve_forever(self) -> None:
         """Run until cancelled."""

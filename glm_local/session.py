@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,7 @@ from realtime import events as ev
 from realtime.session import SessionConfig
 
 if TYPE_CHECKING:
-    from glm_local.speech import PocketSphinxModel, SpeechDetector, Synthesizer
-    from glm_local.speech.asr import PocketSphinxRecognizer
+    from glm_local.speech import Recognizer, SpeechDetector, Synthesizer
 
 __all__ = ["LocalSession", "SessionResources"]
 
@@ -44,7 +44,8 @@ _VAD_DEFAULTS = (0.5, 300, 500)  # threshold, prefix_padding_ms, silence_duratio
 class SessionResources:
     """What all sessions of one server share (each is safe to use from many threads)."""
 
-    asr_model: PocketSphinxModel
+    new_recognizer: Callable[[], Recognizer]
+    """Makes one session's recogniser (blocking; in this process or an ASR worker)."""
     synthesizer: Synthesizer
     engine: ReplyEngine
     pace: float
@@ -62,7 +63,7 @@ class LocalSession:
         self._decoder = InputAudioDecoder(self.config.input_audio_format)
         self._vad: SpeechDetector | None = None
         self._vad_params: tuple[float, int, int] | None = None
-        self._asr: PocketSphinxRecognizer | None = None
+        self._asr: Recognizer | None = None
         self._clock_ms = 0  # stream ms before the current VAD's clock started
         self._buffered_samples = 0  # client VAD: audio appended since the last commit
         self._speech_item: str | None = None
@@ -96,6 +97,8 @@ class LocalSession:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self._stop_tasks()
+            if self._asr is not None:
+                await asyncio.to_thread(self._asr.close)
 
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -137,10 +140,7 @@ class LocalSession:
             await self._ws.close(1011, "internal error")
 
     def _load_asr(self) -> None:
-        from glm_local.speech.asr import PocketSphinxRecognizer
-
-        # No partial hypotheses: nothing sends them, and each costs a search backtrace.
-        self._asr = PocketSphinxRecognizer(self._res.asr_model, partial_interval_ms=None)
+        self._asr = self._res.new_recognizer()
 
     # ------------------------------------------------------------------ sending
 

@@ -108,6 +108,10 @@ class Recognizer(Protocol):
         """Drop the utterance and any adaptation: the next audio is a new stream."""
         ...
 
+    def close(self) -> None:
+        """Release what the recogniser holds; it is not used afterwards."""
+        ...
+
 
 class PocketSphinxModel:
     """Model files for pocketsphinx decoders, with the LM loaded once for all of them.
@@ -467,6 +471,9 @@ class PocketSphinxRecognizer:
         self._odd_byte = b""
         self._since_partial = 0
         self._last_partial = ""
+
+    def close(self) -> None:
+        """Nothing to release but memory, which the decoders free when collected."""
 
 
 def _parse_cmn(text: str) -> list[float]:
