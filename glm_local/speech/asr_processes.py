@@ -133,6 +133,11 @@ class RemoteRecognizer:
         self._rid = rid
         self._closed = False
 
+    @property
+    def worker(self) -> int:
+        """The index of the worker process holding this recogniser."""
+        return self._worker.index
+
     def start(self) -> None:
         """Begin an utterance, discarding an unfinished one."""
         self._worker.call("start", self._rid)
@@ -181,6 +186,11 @@ class RecognizerProcesses:
 
     def __repr__(self) -> str:
         return f"<RecognizerProcesses {len(self._workers)}/{self.processes} running>"
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the running workers."""
+        return [worker.process.pid for worker in self._workers]
 
     def start(self) -> None:
         """Start the workers and wait until each has loaded the model (blocking)."""
