@@ -105,8 +105,13 @@ class _Worker:
         self.index = index
         self.process = process
         self.conn = conn
-        self.lock = threading.Lock()
-        self.recognizers = 0
+        self.lock = threading.Lock()  # one round trip at a time on the socket
+        self._count_lock = threading.Lock()
+        self.recognizers = 0  # held here; new recognisers go to the worker with fewest
+
+    def count(self, delta: int) -> None:
+        with self._count_lock:
+            self.recognizers += delta
 
     def call(self, op: str, rid: int, arg: bytes | None = None) -> Any:
         with self.lock:
@@ -161,7 +166,7 @@ class RemoteRecognizer:
         if self._closed:
             return
         self._closed = True
-        self._worker.recognizers -= 1
+        self._worker.count(-1)
         with contextlib.suppress(WorkerDied):
             self._worker.call("close", self._rid)
 
@@ -219,12 +224,12 @@ class RecognizerProcesses:
             raise RuntimeError("the ASR workers are not started")
         with self._assign:
             worker = min(self._workers, key=lambda w: w.recognizers)
-            worker.recognizers += 1
+            worker.count(+1)
             rid = next(self._ids)
         try:
             worker.call("new", rid)
         except BaseException:
-            worker.recognizers -= 1
+            worker.count(-1)
             raise
         return RemoteRecognizer(worker, rid)
 
