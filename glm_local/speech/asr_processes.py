@@ -61,15 +61,14 @@ def _serve(conn: Connection) -> None:
         try:
             op, rid, arg = conn.recv()
         except (EOFError, OSError):
-            return  # the server is gone
-        if op == "exit":
-            return
+            return  # the server closed the socket, or is gone
+        result: Any = None
         try:
             if op == "new":
+                # No partial hypotheses: nothing sends them, and each costs a backtrace.
                 recognizers[rid] = PocketSphinxRecognizer(model, partial_interval_ms=None)
-                result: Any = None
             elif op == "close":
-                result = recognizers.pop(rid, None) and None
+                recognizers.pop(rid, None)
             elif op == "feed":
                 result = recognizers[rid].feed(arg)
             else:  # start, finish, reset
@@ -99,7 +98,7 @@ def _start_worker(index: int) -> _Worker:
 
 
 class _Worker:
-    """The server's end of one worker: its process, its pipe, a lock for the round trip."""
+    """The server's end of one worker: its process, its socket, a lock for the round trip."""
 
     def __init__(self, index: int, process: subprocess.Popen[bytes], conn: Connection) -> None:
         self.index = index
