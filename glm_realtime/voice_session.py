@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from glm_realtime.config import ExtensionConfig
 from glm_realtime.handler import SessionHandler, SessionState, ToolOutcome
 from glm_realtime.memory import ChatMemory, Role
 from glm_realtime.responses import ResponseState, ResponseTracker
+from glm_realtime.tool_calls import ToolCalls
 from glm_realtime.uplink import AudioDump, Uplink
 from realtime import events as ev
 from realtime.audio import DownlinkDecoder, UplinkPacker
@@ -85,7 +87,7 @@ class VoiceSession:
         self._greet_pending = False
         self._greeted = False
         self._run_task: asyncio.Task[None] | None = None
-        self._tool_tasks: set[asyncio.Task[None]] = set()
+        self._tool_calls = ToolCalls(handler, config.tool_timeout_ms / 1000)
         self._changed = asyncio.Condition()
 
     # ----------------------------------------------------------------- lifecycle
@@ -105,10 +107,10 @@ class VoiceSession:
         self._set_state(SessionState.STOPPED)
         if self._conn is not None:
             await self._conn.close(1000, "client stopped")
-        tasks = [*self._tool_tasks, *([self._run_task] if self._run_task else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._tool_calls.cancel()
+        if self._run_task is not None:
+            self._run_task.cancel()
+            await asyncio.gather(self._run_task, return_exceptions=True)
         self._run_task = None
         if self.dump:
             self.dump.close()
@@ -431,28 +433,16 @@ class VoiceSession:
             return
         response.called_tools += 1
         response.pending_tools += 1
-        task = asyncio.create_task(
-            self._run_tool(response, event), name=f"glm-session:tool:{event.name}"
-        )
-        self._tool_tasks.add(task)
-        task.add_done_callback(self._tool_tasks.discard)
+        answer = functools.partial(self._tool_answered, response, event, self._conn)
+        self._tool_calls.start(event.name, event.arguments, answer)
 
-    async def _run_tool(
-        self, response: ResponseState, event: ev.ResponseFunctionCallArgumentsDone
+    async def _tool_answered(
+        self,
+        response: ResponseState,
+        event: ev.ResponseFunctionCallArgumentsDone,
+        conn: Connection | None,
+        outcome: ToolOutcome,
     ) -> None:
-        conn = self._conn
-        timeout_s = self.config.tool_timeout_ms / 1000
-        try:
-            outcome = await asyncio.wait_for(
-                self.handler.call_tool(event.name, event.arguments), timeout_s
-            )
-        except TimeoutError:
-            outcome = ToolOutcome.failure(f"tool {event.name} timed out after {timeout_s:g} s")
-        except Exception as exc:  # noqa: BLE001 - any tool failure goes back to the model
-            outcome = ToolOutcome.failure(f"tool {event.name} failed: {exc}")
-        logger.info(
-            "= tool %s answered (ok=%s, %d chars)", event.name, outcome.ok, len(outcome.output)
-        )
         response.pending_tools -= 1
         if conn is None or conn is not self._conn:
             logger.warning("! connection changed during tool %s; its output is dropped", event.name)
