@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pybase64
 
 from glm_local.engine import Reply, ReplyEngine, ReplyRequest
+from glm_local.threads import BlockingWork
 from realtime import events as ev
 from realtime.server_events import InputTokenDetails, OutputTokenDetails
 
@@ -80,8 +81,8 @@ def _render(synth: Synthesizer, text: str) -> bytes:
     return b"".join(synth.synthesize(text))
 
 
-def _render_task(synth: Synthesizer, text: str) -> asyncio.Task[bytes]:
-    return asyncio.create_task(asyncio.to_thread(_render, synth, text), name="glm-local:tts")
+def _render_task(synth: Synthesizer, text: str, blocking: BlockingWork) -> asyncio.Task[bytes]:
+    return asyncio.create_task(blocking.run(_render, synth, text), name="glm-local:tts")
 
 
 class Speaker:
@@ -100,10 +101,12 @@ class Speaker:
         response_id: str,
         item_id: str,
         synthesizer: Synthesizer | None,
+        blocking: BlockingWork,
         pace: float,
         split: Callable[[str], list[str]],
     ) -> None:
         self._send = send
+        self._blocking = blocking
         self._ids = {
             "response_id": response_id,
             "item_id": item_id,
@@ -136,7 +139,7 @@ class Speaker:
         synth = self._synth
         pending: asyncio.Task[bytes] | None = None
         if segments:
-            pending = _render_task(synth, segments[0])
+            pending = _render_task(synth, segments[0], self._blocking)
         try:
             for index, segment in enumerate(segments):
                 assert pending is not None
@@ -144,7 +147,7 @@ class Speaker:
                 pending = None
                 if index + 1 < len(segments):
                     following = segments[index + 1]
-                    pending = _render_task(synth, following)
+                    pending = _render_task(synth, following, self._blocking)
                 delta = segment if index == 0 else " " + segment
                 await self._send(
                     ev.ResponseAudioTranscriptDelta(
@@ -214,6 +217,7 @@ class Responder:
         *,
         engine: ReplyEngine,
         synthesizer: Synthesizer,
+        blocking: BlockingWork,
         pace: float,
         remember: Callable[[str, str], None],
         split: Callable[[str], list[str]],
@@ -222,6 +226,7 @@ class Responder:
         self._spawn = spawn
         self._engine = engine
         self._synth = synthesizer
+        self._blocking = blocking
         self._pace = pace
         self._remember = remember
         self._split = split
@@ -277,6 +282,7 @@ class Responder:
                     response_id=r.id,
                     item_id=r.item_id,
                     synthesizer=self._synth if audio else None,
+                    blocking=self._blocking,
                     pace=self._pace,
                     split=self._split,
                 )

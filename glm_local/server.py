@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.session import LocalSession, SessionResources
 from glm_local.speech.asr_processes import RecognizerProcesses
+from glm_local.threads import BlockingWork
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
 from realtime.logs import wire_logger
@@ -119,6 +120,7 @@ class LocalRealtimeServer:
         """The sessions currently connected."""
         self.sessions_served = 0
         self._server: Server | None = None
+        self._resources: SessionResources | None = None
         self._port: int | None = None
 
     def __repr__(self) -> str:
@@ -165,8 +167,7 @@ class LocalRealtimeServer:
                 logger=_wire_logger,
             )
         except BaseException:
-            if self._asr_workers is not None:  # they may have started before the failure
-                await asyncio.to_thread(self._asr_workers.close)
+            await self._release()  # what started before the failure
             raise
         self._port = int(next(iter(self._server.sockets)).getsockname()[1])
         logger.info("local GLM-Realtime server listening at %s", self.url)
@@ -181,6 +182,7 @@ class LocalRealtimeServer:
             new_recognizer = self._asr_workers.recognizer
         return SessionResources(
             new_recognizer=new_recognizer,
+            blocking=BlockingWork(),
             synthesizer=make_synthesizer(self.tts),
             engine=self.engine,
             pace=self.pace,
@@ -188,13 +190,19 @@ class LocalRealtimeServer:
         )
 
     async def close(self) -> None:
-        """Close every connection (1001), wait until every session has ended, stop the
-        ASR workers."""
+        """Close every connection (1001), wait until every session has ended, then stop
+        the threads and the ASR workers."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
             await server.wait_closed()
             logger.info("local GLM-Realtime server at %s closed", self.url)
+        await self._release()
+
+    async def _release(self) -> None:
+        resources, self._resources = self._resources, None
+        if resources is not None:  # calls still in flight end normally first
+            await asyncio.to_thread(resources.blocking.shutdown)
         if self._asr_workers is not None:
             await asyncio.to_thread(self._asr_workers.close)
 
@@ -241,6 +249,7 @@ class LocalRealtimeServer:
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
+        assert self._resources is not None  # set before the server listens
         session = LocalSession(ws, self._resources)
         self.sessions.add(session)
         self.sessions_served += 1

@@ -3,7 +3,7 @@
 Every client frame goes through one queue and one consumer task, so events take effect
 in the order they were sent (a commit after its appends, a cancel after the response it
 cancels was requested). CPU work (audio decoding, VAD, ASR) runs in worker threads
-(:func:`asyncio.to_thread`), one call at a time per session, so the event loop, the
+(:class:`~glm_local.threads.BlockingWork`), one call at a time per session, so the event loop, the
 heartbeats and the other sessions never wait for it. A response runs in its own task
 (:mod:`glm_local.responder`) while the consumer goes on reading audio, so the user can
 speak over it. An unexpected exception closes only this session, with 1011.
@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
 from glm_local.input_audio import TARGET_RATE, InputAudioDecoder, InvalidAudio
 from glm_local.responder import Responder, new_id
+from glm_local.threads import BlockingWork
 from realtime import events as ev
 from realtime.session import SessionConfig
 
@@ -46,6 +47,8 @@ class SessionResources:
 
     new_recognizer: Callable[[], Recognizer]
     """Makes one session's recogniser (blocking; in this process or an ASR worker)."""
+    blocking: BlockingWork
+    """The threads the sessions' blocking calls run on."""
     synthesizer: Synthesizer
     engine: ReplyEngine
     pace: float
@@ -76,6 +79,7 @@ class LocalSession:
             self._spawn,
             engine=resources.engine,
             synthesizer=resources.synthesizer,
+            blocking=resources.blocking,
             pace=resources.pace,
             remember=self._remember,
             split=_split,
@@ -98,7 +102,7 @@ class LocalSession:
         finally:
             await self._stop_tasks()
             if self._asr is not None:
-                await asyncio.to_thread(self._asr.close)
+                await self._res.blocking.run(self._asr.close)
 
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -130,7 +134,7 @@ class LocalSession:
 
     async def _consume(self) -> None:
         try:
-            await asyncio.to_thread(self._load_asr)
+            await self._res.blocking.run(self._load_asr)
             await self._configure_vad()
             while True:
                 await self._handle(await self._queue.get())
@@ -206,7 +210,7 @@ class LocalSession:
         if session.input_audio_format != old.input_audio_format:
             self._decoder = InputAudioDecoder(session.input_audio_format)
         if session.turn_detection.type != old.turn_detection.type:
-            await asyncio.to_thread(self._abort_utterance)
+            await self._res.blocking.run(self._abort_utterance)
         await self._configure_vad()
         await self._send(ev.SessionUpdated(type="session.updated", session=self._info()))
         greeting = session.greeting_config
@@ -228,7 +232,7 @@ class LocalSession:
         if self._vad is not None and params == self._vad_params:
             return
         self._drop_vad()
-        self._vad = await asyncio.to_thread(_new_vad, *params)
+        self._vad = await self._res.blocking.run(_new_vad, *params)
         self._vad_params = params
 
     def _drop_vad(self) -> None:
@@ -249,7 +253,7 @@ class LocalSession:
 
     async def _append(self, audio: str, event_id: str) -> None:
         try:
-            events = await asyncio.to_thread(self._feed, audio)
+            events = await self._res.blocking.run(self._feed, audio)
         except InvalidAudio as exc:
             await self._error("invalid_audio", f"input_audio_buffer.append: {exc}", event_id)
             return
@@ -321,7 +325,7 @@ class LocalSession:
         await self._finish_turn(item_id, respond=vad is not None)
 
     async def _clear(self) -> None:
-        await asyncio.to_thread(self._abort_utterance)
+        await self._res.blocking.run(self._abort_utterance)
         self._decoder.reset()
         await self._send(ev.InputAudioBufferCleared(type="input_audio_buffer.cleared"))
 
@@ -346,7 +350,7 @@ class LocalSession:
                 type="conversation.item.created", item=item, previous_item_id=previous
             )
         )
-        transcript = await asyncio.to_thread(self._finish_asr)
+        transcript = await self._res.blocking.run(self._finish_asr)
         await self._send(
             ev.InputAudioTranscriptionCompleted(
                 type="conversation.item.input_audio_transcription.completed",
