@@ -23,14 +23,15 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
-from glm_local.input_audio import TARGET_RATE, InputAudioDecoder, InvalidAudio
+from glm_local.input_audio import InvalidAudio
+from glm_local.listener import Listener, VadParams
 from glm_local.responder import Responder, new_id
 from glm_local.threads import BlockingWork
 from realtime import events as ev
 from realtime.session import SessionConfig
 
 if TYPE_CHECKING:
-    from glm_local.speech import Recognizer, SpeechDetector, Synthesizer
+    from glm_local.speech import Recognizer, Synthesizer
 
 __all__ = ["LocalSession", "SessionResources"]
 
@@ -63,12 +64,7 @@ class LocalSession:
         self._ws = ws
         self._res = resources
         self.config = SessionConfig()
-        self._decoder = InputAudioDecoder(self.config.input_audio_format)
-        self._vad: SpeechDetector | None = None
-        self._vad_params: tuple[float, int, int] | None = None
-        self._asr: Recognizer | None = None
-        self._clock_ms = 0  # stream ms before the current VAD's clock started
-        self._buffered_samples = 0  # client VAD: audio appended since the last commit
+        self._listener = Listener(resources.new_recognizer, self.config.input_audio_format)
         self._speech_item: str | None = None
         self._last_item: str | None = None
         self._pending_user: str | None = None
@@ -101,8 +97,7 @@ class LocalSession:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self._stop_tasks()
-            if self._asr is not None:
-                await self._res.blocking.run(self._asr.close)
+            await self._res.blocking.run(self._listener.close)
 
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -134,7 +129,7 @@ class LocalSession:
 
     async def _consume(self) -> None:
         try:
-            await self._res.blocking.run(self._load_asr)
+            await self._res.blocking.run(self._listener.load)
             await self._configure_vad()
             while True:
                 await self._handle(await self._queue.get())
@@ -142,9 +137,6 @@ class LocalSession:
             logger.exception("session %s failed; closing it", self.id)
             await self._error("server_error", "internal error in the local backend")
             await self._ws.close(1011, "internal error")
-
-    def _load_asr(self) -> None:
-        self._asr = self._res.new_recognizer()
 
     # ------------------------------------------------------------------ sending
 
@@ -207,10 +199,10 @@ class LocalSession:
 
     async def _update(self, session: SessionConfig) -> None:
         old, self.config = self.config, session
-        if session.input_audio_format != old.input_audio_format:
-            self._decoder = InputAudioDecoder(session.input_audio_format)
+        self._listener.set_format(session.input_audio_format)
         if session.turn_detection.type != old.turn_detection.type:
-            await self._res.blocking.run(self._abort_utterance)
+            await self._res.blocking.run(self._listener.abort)
+            self._speech_item = None
         await self._configure_vad()
         await self._send(ev.SessionUpdated(type="session.updated", session=self._info()))
         greeting = session.greeting_config
@@ -221,51 +213,31 @@ class LocalSession:
 
     async def _configure_vad(self) -> None:
         td = self.config.turn_detection
-        if td.type != "server_vad":
-            self._drop_vad()
-            return
-        params = (
-            _VAD_DEFAULTS[0] if td.threshold is None else td.threshold,
-            _VAD_DEFAULTS[1] if td.prefix_padding_ms is None else td.prefix_padding_ms,
-            _VAD_DEFAULTS[2] if td.silence_duration_ms is None else td.silence_duration_ms,
-        )
-        if self._vad is not None and params == self._vad_params:
-            return
-        self._drop_vad()
-        self._vad = await self._res.blocking.run(_new_vad, *params)
-        self._vad_params = params
-
-    def _drop_vad(self) -> None:
-        if self._vad is not None:
-            self._clock_ms += self._vad.stream_ms
-        self._vad, self._vad_params, self._speech_item = None, None, None
-
-    def _abort_utterance(self) -> None:
-        assert self._asr is not None
-        self._asr.start()  # discards the unfinished utterance
-        self._buffered_samples = 0
-        if self._vad is not None and self._vad.in_speech:
-            self._clock_ms += self._vad.stream_ms
-            self._vad.reset()
-        self._speech_item = None
+        params: VadParams | None = None
+        if td.type == "server_vad":
+            params = (
+                _VAD_DEFAULTS[0] if td.threshold is None else td.threshold,
+                _VAD_DEFAULTS[1] if td.prefix_padding_ms is None else td.prefix_padding_ms,
+                _VAD_DEFAULTS[2] if td.silence_duration_ms is None else td.silence_duration_ms,
+            )
+        if await self._res.blocking.run(self._listener.set_vad, params):
+            self._speech_item = None
 
     # ------------------------------------------------------------------ input audio
 
     async def _append(self, audio: str, event_id: str) -> None:
         try:
-            events = await self._res.blocking.run(self._feed, audio)
+            edges = await self._res.blocking.run(self._listener.feed, audio)
         except InvalidAudio as exc:
             await self._error("invalid_audio", f"input_audio_buffer.append: {exc}", event_id)
             return
-        from glm_local.speech import SpeechStarted
-
-        for vad_event in events:
-            if isinstance(vad_event, SpeechStarted):
+        for edge in edges:
+            if edge.started:
                 self._speech_item = new_id("item")
                 await self._send(
                     ev.InputAudioBufferSpeechStarted(
                         type="input_audio_buffer.speech_started",
-                        audio_start_ms=self._clock_ms + vad_event.audio_start_ms,
+                        audio_start_ms=edge.ms,
                         item_id=self._speech_item,
                     )
                 )
@@ -278,55 +250,31 @@ class LocalSession:
                 await self._send(
                     ev.InputAudioBufferSpeechStopped(
                         type="input_audio_buffer.speech_stopped",
-                        audio_end_ms=self._clock_ms + vad_event.audio_end_ms,
+                        audio_end_ms=edge.ms,
                         item_id=item_id,
                     )
                 )
                 await self._finish_turn(item_id, respond=True)
 
-    def _feed(self, audio: str) -> list[Any]:
-        """Decode, run the VAD, feed the recogniser (in a worker thread)."""
-        pcm = self._decoder.decode(audio)
-        asr = self._asr
-        assert asr is not None
-        vad = self._vad
-        if vad is None:  # client VAD: everything appended belongs to the turn
-            asr.feed(pcm)
-            self._buffered_samples += len(pcm) // 2
-            return []
-        from glm_local.speech import SpeechStarted
-
-        was_speaking = vad.in_speech
-        events: list[Any] = vad.feed(pcm)
-        starts = [e for e in events if isinstance(e, SpeechStarted)]
-        if starts:
-            asr.start()
-            asr.feed(vad.audio_since(starts[0].audio_start_ms))
-        elif was_speaking:
-            asr.feed(pcm)
-        return events
-
     async def _commit(self, event_id: str) -> None:
-        vad = self._vad
-        has_audio = vad.in_speech if vad is not None else self._buffered_samples > 0
-        if not has_audio:
+        server_vad = self._listener.server_vad
+        if not self._listener.has_audio:
             await self._error(
                 "input_audio_buffer_commit_empty",
                 "input_audio_buffer.commit: the buffer is empty "
-                + ("(no speech in progress)" if vad is not None else "(nothing appended)"),
+                + ("(no speech in progress)" if server_vad else "(nothing appended)"),
                 event_id,
             )
             return
         item_id = self._speech_item or new_id("item")
-        if vad is not None:  # server VAD: the client ends the speech early
-            self._clock_ms += vad.stream_ms
-            vad.reset()
+        if server_vad:  # the client ends the speech early
+            self._listener.end_speech()
             self._speech_item = None
-        await self._finish_turn(item_id, respond=vad is not None)
+        await self._finish_turn(item_id, respond=server_vad)
 
     async def _clear(self) -> None:
-        await self._res.blocking.run(self._abort_utterance)
-        self._decoder.reset()
+        await self._res.blocking.run(self._listener.clear)
+        self._speech_item = None
         await self._send(ev.InputAudioBufferCleared(type="input_audio_buffer.cleared"))
 
     async def _finish_turn(self, item_id: str, *, respond: bool) -> None:
@@ -350,7 +298,7 @@ class LocalSession:
                 type="conversation.item.created", item=item, previous_item_id=previous
             )
         )
-        transcript = await self._res.blocking.run(self._finish_asr)
+        transcript = await self._res.blocking.run(self._listener.finish)
         await self._send(
             ev.InputAudioTranscriptionCompleted(
                 type="conversation.item.input_audio_transcription.completed",
@@ -365,13 +313,6 @@ class LocalSession:
             await self._start_response(transcript, replace=True)
         else:  # answered by the next response.create
             self._pending_user = transcript
-
-    def _finish_asr(self) -> str:
-        assert self._asr is not None
-        self._buffered_samples = 0
-        if self._vad is None:  # client VAD: the resampler's tail belongs to this turn
-            self._asr.feed(self._decoder.flush())
-        return self._asr.finish().strip()
 
     # ------------------------------------------------------------------ items
 
@@ -433,17 +374,6 @@ class LocalSession:
         await self._responder.start(
             request, audio="audio" in self.config.modalities, reply=reply, replace=replace
         )
-
-
-def _new_vad(threshold: float, prefix_padding_ms: int, silence_duration_ms: int) -> Any:
-    from glm_local.speech import SpeechDetector
-
-    return SpeechDetector(
-        sample_rate=TARGET_RATE,
-        threshold=threshold,
-        prefix_padding_ms=prefix_padding_ms,
-        silence_duration_ms=silence_duration_ms,
-    )
 
 
 def _split(text: str) -> list[str]:
