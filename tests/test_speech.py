@@ -614,8 +614,9 @@ def test_first_chunk_comes_before_the_rest_is_rendered(
 
 
 def test_espeak_instances_in_threads_do_not_mix_voices() -> None:
-    # espeak-ng's output varies by a few samples between calls, so compare durations:
-    # the two instances differ by voice and by rate (175 vs 140 words per minute).
+    # espeak-ng's output length varies between calls (measured up to 1.1 %), so compare
+    # durations: the two instances differ by voice and by rate (175 vs 140 words per
+    # minute), over 15 % apart, so a render in the other's voice could not pass 5 %.
     synths = [EspeakSynthesizer("en-us"), EspeakSynthesizer("en", rate_wpm=140)]
     text = "Go forward ten meters, then turn left at the next corner. Then stop."
     expected = [len(b"".join(s.synthesize(text))) for s in synths]
@@ -633,4 +634,4 @@ def test_espeak_instances_in_threads_do_not_mix_voices() -> None:
         t.join()
     for got, want in zip(lengths, expected, strict=True):
         assert len(got) == 8
-        assert all(abs(n - want) <= want * 0.01 for n in got), (got, want)
+        assert all(abs(n - want) <= want * 0.05 for n in got), (got, want)
