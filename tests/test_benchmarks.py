@@ -1,0 +1,61 @@
+"""The benchmarks still run: each on a tiny input, as a user would start it.
+
+No figure is checked (figures belong to the benchmark runs recorded in BENCHMARKS.md);
+these tests only keep the scripts from rotting as the code under them changes.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_benchmark_list_names_every_benchmark() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert {"uplink", "extension", "local_backend"} <= set(
+        re.findall(r"^  (\w+)", done.stderr, re.M)
+    )
+
+
+def test_uplink_benchmark_sends_every_message_and_reports_both_ratios() -> None:
+    """The sink checks it received every message of every run (the run fails if not)."""
+    out = bench("uplink", "--seconds", "1", "--repeats", "1")
+    assert len(re.findall(r"seed / ours CPU: [\d.]+x", out)) == 2
+    assert re.search(r"^ours +[\d.]+ +10\.0 ", out, re.M)  # 10 messages per second
+    assert re.search(r"^seed +[\d.]+ +100\.0 ", out, re.M)  # one per 10 ms frame
+
+
+def test_extension_benchmark_measures_both_directions() -> None:
+    out = bench("extension", "--seconds", "1")
+    assert re.search(r"^uplink .* p99 [\d.]+ ms .*\(n=\d+\)", out, re.M)
+    assert re.search(r"^downlink .* p99 [\d.]+ ms .*\(n=\d+\)", out, re.M)
+
+
+@pytest.mark.speech
+def test_local_backend_benchmark_answers_a_turn() -> None:
+    pytest.importorskip("pocketsphinx")
+    out = bench("local_backend", "--sessions", "1", "--turns", "1")
+    row = re.search(r"^\| 1 \| 1 \| (\d+) \|", out, re.M)
+    assert row is not None, out  # one session, one response, a time to first audio
