@@ -10,7 +10,7 @@ from glm_realtime.handler import SessionHandler, ToolOutcome
 
 __all__ = ["ToolCalls"]
 
-logger = logging.getLogger("glm_realtime.voice_session")
+logger = logging.getLogger(__name__)
 
 Answer = Callable[[ToolOutcome], Awaitable[None]]
 
