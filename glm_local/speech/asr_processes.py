@@ -209,11 +209,10 @@ class RecognizerProcesses:
                 status, _ = worker.conn.recv()
                 if status != "ready":
                     raise WorkerDied(f"ASR worker {worker.index} failed to start")
-        except (EOFError, OSError) as exc:
-            self.close()
-            raise WorkerDied(f"an ASR worker failed to start: {exc!r}") from exc
-        except WorkerDied:
-            self.close()
+        except BaseException as exc:
+            self.close()  # the workers started so far
+            if isinstance(exc, (EOFError, OSError, ValueError)):  # ValueError: no pass_fds
+                raise WorkerDied(f"an ASR worker failed to start: {exc!r}") from exc
             raise
         logger.info("%d ASR worker process(es) ready", self.processes)
 
