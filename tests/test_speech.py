@@ -444,6 +444,18 @@ def test_closing_the_asr_workers_ends_their_processes() -> None:
             os.kill(pid, 0)
 
 
+def test_asr_workers_that_cannot_start_are_a_clear_error_and_leave_nothing_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import glm_local.speech.asr_processes as asr_processes
+
+    monkeypatch.setattr(asr_processes.sys, "executable", "/nonexistent/python")
+    workers = RecognizerProcesses(2)
+    with pytest.raises(WorkerDied, match="failed to start"):
+        workers.start()
+    assert workers.pids == []
+
+
 @pytest.mark.parametrize("bad", [0, 65, -1, 2.0, True, "2"])
 def test_asr_worker_count_is_checked_and_named(bad: Any) -> None:
     with pytest.raises(ConfigError, match="asr_processes"):
