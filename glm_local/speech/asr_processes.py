@@ -87,13 +87,17 @@ def _start_worker(index: int) -> _Worker:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
     }
-    with theirs:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "glm_local.speech.asr_processes", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+    try:
+        with theirs:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "glm_local.speech.asr_processes", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+    except BaseException:
+        ours.close()
+        raise
     return _Worker(index, process, Connection(ours.detach()))
 
 
