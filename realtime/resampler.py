@@ -113,17 +113,17 @@ def release_model(in_rate: int, out_rate: int) -> ReleaseModel | None:
         # (seen at 44.1 -> 8 kHz: a model that passed both probes undercounted later).
         return None
     stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32")
-    quiet, first_release, releases = 0.0, math.inf, []
+    quiet, least_release, releases = 0.0, math.inf, []
     for chunk in _random_chunks(in_rate, seed=1):
         fill = float(stream.delay()) + chunk.size * ratio
         out = stream.resample_chunk(chunk)
         if out.size:
-            first_release = min(first_release, fill)
+            least_release = min(least_release, fill)
             releases.append(out.size)
             quiet = max(quiet, float(stream.delay()))
         else:
             quiet = max(quiet, fill)
-    if not releases or quiet > first_release - 1.0:
+    if not releases or quiet > least_release - 1.0:
         return None  # no sharp threshold
     block = min(releases)
     if any(abs(size - round(size / block) * block) > 0.01 * size + 1 for size in releases):
