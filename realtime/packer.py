@@ -142,8 +142,8 @@ class UplinkPacker:
         if (kind is bytes or kind is bytearray) and not len(pcm) % 2 and not self._carry:
             # The common frame (whole samples, no half sample carried) is appended and,
             # until it could complete a packet, nothing else is done: at the session rate
-            # that is nine 10 ms frames in ten, with 16 -> 24 kHz resampling about two in
-            # three (soxr emits in blocks, so a packet may take a few tries to complete).
+            # that is nine 10 ms frames in ten, and about as many with 16 -> 24 kHz
+            # resampling (soxr is then called about once per packet).
             acc = self._acc
             acc += pcm
             if len(acc) < self._acc_limit:
