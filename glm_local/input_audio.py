@@ -17,11 +17,11 @@ import pybase64
 import soxr
 
 from realtime.audio import InputAudioFormat, input_sample_rate
+from realtime.pcm import MAX_RATE, MIN_RATE
 
 __all__ = ["TARGET_RATE", "InputAudioDecoder", "InvalidAudio"]
 
 TARGET_RATE = 16000
-_MIN_RATE, _MAX_RATE = 8000, 192000
 
 
 class InvalidAudio(ValueError):
@@ -101,6 +101,6 @@ def _read_wav(data: bytes) -> tuple[bytes, int]:
         raise InvalidAudio(
             f"WAV audio must be mono 16-bit PCM, got {channels} channel(s) of {8 * width}-bit"
         )
-    if not _MIN_RATE <= rate <= _MAX_RATE:
-        raise InvalidAudio(f"WAV sample rate {rate} Hz is outside {_MIN_RATE}-{_MAX_RATE} Hz")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise InvalidAudio(f"WAV sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
     return frames[: len(frames) - len(frames) % 2], rate
