@@ -34,7 +34,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import aiohttp
@@ -91,15 +91,18 @@ def frames_of(pcm: bytes, rate: int = SOURCE_RATE, ms: int = FRAME_MS) -> list[b
 # --- ours -------------------------------------------------------------------------------------
 
 
+def packets(frames: Sequence[bytes], wav_rate: int = 24000) -> Iterator[bytes]:
+    """Ours up to the packets: 100 ms WAVs at ``wav_rate``, each as soon as it is complete."""
+    packer = UplinkPacker("wav", wav_rate=wav_rate, packet_ms=100)
+    for frame in frames:
+        yield from packer.push(frame, SOURCE_RATE)
+    yield from packer.flush()
+
+
 def run_ours(frames: Sequence[bytes], wav_rate: int = 24000) -> Result:
     """Compute only: UplinkPacker (16 -> 24 kHz, 100 ms WAV) + the append event's JSON."""
     result = Result()
-    packer = UplinkPacker("wav", wav_rate=wav_rate, packet_ms=100)
-    for frame in frames:
-        for packet in packer.push(frame, SOURCE_RATE):
-            result.json_bytes += len(audio_append_json(packet))
-            result.messages += 1
-    for packet in packer.flush():
+    for packet in packets(frames, wav_rate):
         result.json_bytes += len(audio_append_json(packet))
         result.messages += 1
     return result
@@ -112,12 +115,7 @@ def run_ours_same_rate(frames: Sequence[bytes]) -> Result:
 
 def run_packing_only(frames: Sequence[bytes]) -> Result:
     """UplinkPacker alone, to show how the cost of ``ours`` splits."""
-    result = Result()
-    packer = UplinkPacker("wav", wav_rate=24000, packet_ms=100)
-    for frame in frames:
-        result.messages += len(packer.push(frame, SOURCE_RATE))
-    result.messages += len(packer.flush())
-    return result
+    return Result(messages=sum(1 for _ in packets(frames)))
 
 
 class OursSender:
@@ -138,12 +136,7 @@ class OursSender:
         """Whole uplink: every packet sent as soon as the packer completes it."""
         assert self._conn is not None
         result = Result()
-        packer = UplinkPacker("wav", wav_rate=self.wav_rate, packet_ms=100)
-        for frame in frames:
-            for packet in packer.push(frame, SOURCE_RATE):
-                await self._conn.send_audio(packet)
-                result.messages += 1
-        for packet in packer.flush():
+        for packet in packets(frames, self.wav_rate):
             await self._conn.send_audio(packet)
             result.messages += 1
         return result
@@ -268,25 +261,21 @@ def main(argv: list[str]) -> int:
         "counted)"
     )
     header = f"{'pipeline':<16} {'CPU ms / s audio':>17} {'msgs / s':>9} {'JSON B / s':>11}"
-    print("\nwhole uplink, every message sent over the websocket")
-    print(f"{header} {'ws frame B / s':>15}")
-    for name in ("ours + socket", "seed + socket"):
-        r = results[name]
-        print(
-            f"{name.split()[0]:<16} {ms_per_s(name):>17.3f} {r.messages / audio_s:>9.1f} "
-            f"{r.json_bytes / audio_s:>11.0f} {r.frame_bytes / audio_s:>15.0f}"
-        )
-    print(ratio("seed + socket", "ours + socket"))
-
-    print("\ncompute only, up to the JSON text (no socket)")
-    print(header)
-    for name in ("ours", "seed"):
-        r = results[name]
-        print(
-            f"{name:<16} {ms_per_s(name):>17.3f} {r.messages / audio_s:>9.1f} "
-            f"{r.json_bytes / audio_s:>11.0f}"
-        )
-    print(ratio("seed", "ours"))
+    tables = (
+        ("whole uplink, every message sent over the websocket", " + socket"),
+        ("compute only, up to the JSON text (no socket)", ""),
+    )
+    for title, suffix in tables:
+        print(f"\n{title}")
+        print(header + (f" {'ws frame B / s':>15}" if suffix else ""))
+        for label in ("ours", "seed"):
+            r = results[label + suffix]
+            frame_col = f" {r.frame_bytes / audio_s:>15.0f}" if suffix else ""
+            print(
+                f"{label:<16} {ms_per_s(label + suffix):>17.3f} {r.messages / audio_s:>9.1f} "
+                f"{r.json_bytes / audio_s:>11.0f}{frame_col}"
+            )
+        print(ratio("seed" + suffix, "ours" + suffix))
 
     print("\nbreakdown (not part of the comparison)")
     for name in ("ours", "seed"):
