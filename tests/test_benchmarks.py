@@ -16,7 +16,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def bench(*args: str) -> str:
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m benchmarks ARGS`` to completion; it must succeed."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", *args],
         cwd=REPO,
@@ -26,33 +27,24 @@ def bench(*args: str) -> str:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return done
 
 
 def test_the_benchmark_list_names_every_benchmark() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0
-    listed = set(re.findall(r"^  (\w+)", done.stderr, re.M))
+    listed = set(re.findall(r"^  (\w+)", bench("--help").stderr, re.M))
     assert {"uplink", "extension", "local_backend"} <= listed
 
 
 def test_uplink_benchmark_sends_every_message_and_reports_both_ratios() -> None:
     """The sink checks it received every message of every run (the run fails if not)."""
-    out = bench("uplink", "--seconds", "1", "--repeats", "1")
+    out = bench("uplink", "--seconds", "1", "--repeats", "1").stdout
     assert len(re.findall(r"seed / ours CPU: [\d.]+x", out)) == 2
     assert re.search(r"^ours +[\d.]+ +10\.0 ", out, re.M)  # 10 messages per second
     assert re.search(r"^seed +[\d.]+ +100\.0 ", out, re.M)  # one per 10 ms frame
 
 
 def test_extension_benchmark_measures_both_directions() -> None:
-    out = bench("extension", "--seconds", "1")
+    out = bench("extension", "--seconds", "1").stdout
     assert re.search(r"^uplink .* p99 [\d.]+ ms .*\(n=\d+\)", out, re.M)
     assert re.search(r"^downlink .* p99 [\d.]+ ms .*\(n=\d+\)", out, re.M)
 
@@ -60,6 +52,6 @@ def test_extension_benchmark_measures_both_directions() -> None:
 @pytest.mark.speech
 def test_local_backend_benchmark_answers_a_turn() -> None:
     pytest.importorskip("pocketsphinx")
-    out = bench("local_backend", "--sessions", "1", "--turns", "1")
+    out = bench("local_backend", "--sessions", "1", "--turns", "1").stdout
     row = re.search(r"^\| 1 \| 1 \| (\d+) \|", out, re.M)
     assert row is not None, out  # one session, one response, a time to first audio
