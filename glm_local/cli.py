@@ -19,6 +19,7 @@ from typing import Literal, cast
 import click
 
 from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
+from glm_local.speech.asr_processes import MAX_PROCESSES
 
 __all__ = ["serve"]
 
@@ -63,7 +64,7 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
     "--asr-processes",
     default=0,
     show_default=True,
-    type=click.IntRange(0, 64),
+    type=click.IntRange(0, MAX_PROCESSES),
     help="Recognise speech in N worker processes (0: in the server process). pocketsphinx "
     "holds the GIL, so for many concurrent speakers use about one per core.",
 )

@@ -32,7 +32,7 @@ from websockets.http11 import Request, Response
 
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.session import LocalSession, SessionResources
-from glm_local.speech.asr_processes import RecognizerProcesses
+from glm_local.speech.asr_processes import MAX_PROCESSES, RecognizerProcesses
 from glm_local.threads import BlockingWork
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
@@ -76,7 +76,7 @@ class LocalRealtimeServer:
         asr_processes: recognise speech in this many worker processes (0: in this process,
             on threads). pocketsphinx holds the GIL, so in-process recognition of concurrent
             sessions shares one core; with workers it uses as many cores as there are
-            workers, at ~60 MB and ~0.3 s of start-up each.
+            workers, at ~140 MB (with one recogniser) and ~0.3 s of start-up each.
     """
 
     def __init__(
@@ -101,10 +101,11 @@ class LocalRealtimeServer:
         if (
             not isinstance(asr_processes, int)
             or isinstance(asr_processes, bool)
-            or not 0 <= asr_processes <= 64
+            or not 0 <= asr_processes <= MAX_PROCESSES
         ):
             raise ConfigError(
-                f"asr_processes must be an int in 0..64 (0: in this process), got {asr_processes!r}"
+                f"asr_processes must be an int in 0..{MAX_PROCESSES} (0: in this process), "
+                f"got {asr_processes!r}"
             )
         self._asr_workers = RecognizerProcesses(asr_processes) if asr_processes else None
         self.host = host

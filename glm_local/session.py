@@ -3,8 +3,8 @@
 Every client frame goes through one queue and one consumer task, so events take effect
 in the order they were sent (a commit after its appends, a cancel after the response it
 cancels was requested). CPU work (audio decoding, VAD, ASR) runs in worker threads
-(:class:`~glm_local.threads.BlockingWork`), one call at a time per session, so the event loop, the
-heartbeats and the other sessions never wait for it. A response runs in its own task
+(:class:`~glm_local.threads.BlockingWork`), one call at a time per session, so the event
+loop, the heartbeats and the other sessions never wait for it. A response runs in its own task
 (:mod:`glm_local.responder`) while the consumer goes on reading audio, so the user can
 speak over it. An unexpected exception closes only this session, with 1011.
 """

@@ -38,10 +38,12 @@ from typing import Any
 
 from realtime.errors import ConfigError
 
-__all__ = ["RecognizerProcesses", "RemoteRecognizer", "WorkerDied"]
+__all__ = ["MAX_PROCESSES", "RecognizerProcesses", "RemoteRecognizer", "WorkerDied"]
 
 logger = logging.getLogger(__name__)
 
+MAX_PROCESSES = 64
+"""The most ASR workers one server may start."""
 _START_TIMEOUT_S = 60.0  # importing pocketsphinx and loading the LM, on a slow machine
 _EXIT_TIMEOUT_S = 5.0
 
@@ -185,8 +187,8 @@ class RecognizerProcesses:
     def __init__(self, processes: int) -> None:
         if isinstance(processes, bool) or not isinstance(processes, int):
             raise ConfigError(f"asr_processes must be an int, got {processes!r}")
-        if not 1 <= processes <= 64:
-            raise ConfigError(f"asr_processes must be in 1..64, got {processes}")
+        if not 1 <= processes <= MAX_PROCESSES:
+            raise ConfigError(f"asr_processes must be in 1..{MAX_PROCESSES}, got {processes}")
         self.processes = processes
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
