@@ -199,6 +199,18 @@ def _attach_serve() -> None:
 _attach_serve()
 
 
+def _attach_eval() -> None:
+    # The gym sits on top of this package: its eval command is attached when installed.
+    try:
+        from glm_gym.eval_cli import eval_command
+    except ImportError:
+        return
+    cli.add_command(eval_command)
+
+
+_attach_eval()
+
+
 def main() -> None:
     """Console entry point."""
     cli()

@@ -1,0 +1,138 @@
+"""``--ray``: the eval on a local Ray of 2 CPUs started here, real runners, real backends.
+
+Same records as the in-process eval, a runner killed mid-run loses nothing and counts
+nothing twice, and the GLM session cap holds across runners (a real server counts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+import pytest
+
+from glm_gym.eval_cli import use_loopback_ray
+from glm_gym.evaluation import EvalOptions, WorkItem, run_eval, select_scenarios
+from glm_gym.report import Report
+
+pytestmark = pytest.mark.speech
+pytest.importorskip("pocketsphinx")
+use_loopback_ray()
+ray = pytest.importorskip("ray")
+
+from glm_gym.ray_eval import RayOptions, run_ray_eval  # noqa: E402  (after the loopback setting)
+from glm_gym.scenarios import load_scenarios  # noqa: E402
+from glm_local.server import LocalRealtimeServer  # noqa: E402
+
+SLICE = ("small-talk-hello", "one-tool-weather-paris", "question-days-in-week")
+TRIALS = 2
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="glm-tests")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scenarios() -> list[Any]:
+    return select_scenarios(load_scenarios(), SLICE)
+
+
+@pytest.fixture(scope="module")
+def local_report(scenarios: list[Any]) -> Report:
+    return asyncio.run(run_eval(scenarios, EvalOptions(seed=SEED), concurrency=4, trials=TRIALS))
+
+
+def outcome(report: Report) -> dict[tuple[str, int], Any]:
+    """The parts of a report that do not depend on where or how fast it ran."""
+    return {
+        r.key: (
+            r.seed,
+            r.passed,
+            r.reward,
+            r.criteria,
+            [t.action for t in r.turns],
+            [(c.name, c.arguments) for c in r.tool_calls],
+        )
+        for r in report.records
+    }
+
+
+async def test_ray_eval_gives_the_in_process_report_on_the_same_slice_and_seed(
+    local_ray: Any, scenarios: list[Any], local_report: Report
+) -> None:
+    report = await run_ray_eval(
+        scenarios, EvalOptions(seed=SEED), RayOptions(actors=2), concurrency=4, trials=TRIALS
+    )
+    assert outcome(report) == outcome(local_report)
+    for part in ("passed", "by_category", "trials", "tools"):
+        assert report.summary[part] == local_report.summary[part]
+    assert report.meta["runner"] == "ray" and report.meta["ray"]["actors"] == 2
+    assert {r.worker for r in report.records} == {"runner-0", "runner-1"}  # both took work
+    assert {r.attempts for r in report.records} == {1}
+
+
+async def test_a_runner_killed_mid_run_has_its_conversations_retried_and_counted_once(
+    local_ray: Any, scenarios: list[Any], local_report: Report
+) -> None:
+    pids: dict[str, int] = {}
+    killed: list[str] = []
+
+    def on_dispatch(_item: WorkItem, runner: dict[str, Any]) -> None:
+        pids[runner["name"]] = runner["pid"]
+
+    def on_record(record: Any) -> None:
+        # The first runner to finish a conversation still holds its second one: kill it.
+        if not killed:
+            killed.append(record.worker)
+            os.kill(pids[record.worker], signal.SIGKILL)
+
+    report = await run_ray_eval(
+        scenarios,
+        EvalOptions(seed=SEED),
+        RayOptions(actors=2),
+        concurrency=4,
+        trials=TRIALS,
+        on_record=on_record,
+        on_dispatch=on_dispatch,
+    )
+    assert report.meta["ray"]["runner_deaths"] == 1
+    retried = [r for r in report.records if r.attempts == 2]
+    assert retried and all(r.worker != killed[0] for r in retried)
+    assert outcome(report) == outcome(local_report)  # every pair once, none lost
+    assert report.summary["retried"] == len(retried)
+
+
+class CountingServer(LocalRealtimeServer):
+    """The embedded backend standing in for GLM, counting its concurrent sessions."""
+
+    live = 0
+    most = 0
+
+    async def _handle(self, ws: Any) -> None:
+        self.live += 1
+        self.most = max(self.most, self.live)
+        try:
+            await super()._handle(ws)
+        finally:
+            self.live -= 1
+
+
+async def test_the_glm_session_cap_holds_across_runners(local_ray: Any) -> None:
+    short = select_scenarios(load_scenarios(), ["small-talk-hello"])
+    token = "cap-test.secret"
+    async with CountingServer("127.0.0.1", 0, token) as server:
+        options = EvalOptions(backend="glm", glm_url=server.url, max_sessions=2, seed=SEED)
+        report = await run_ray_eval(
+            short, options, RayOptions(actors=2), concurrency=4, trials=4, api_key=token
+        )
+    assert server.sessions_served == 4 and server.most == 2  # 4 slots, never over the cap
+    assert report.meta["ray"]["session_cap"]["max_in_use"] == 2
+    assert [r.errors for r in report.records] == [[]] * 4
+    assert report.meta["clock"] == "wall"
+    assert token not in report.to_json()
