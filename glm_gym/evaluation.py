@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from glm_gym.records import ScenarioRecord
+from glm_gym.records import Clock, ScenarioRecord
 from glm_gym.report import Report
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class EvalOptions:
                 raise EvalError(f"server URL must be http(s)://host:port, got {self.server_url!r}")
 
     @property
-    def clock(self) -> str:
+    def clock(self) -> Clock:
         return "virtual" if self.backend == "local" and not self.realtime else "wall"
 
 
@@ -183,15 +183,15 @@ class ItemRunner:
         self._backend = None
 
     def _open_backend(self) -> AbstractAsyncContextManager[Any]:
-        from glm_gym.backends import GlmBackend, LocalBackend
+        from glm_gym.backends import GLM_URL, GlmBackend, LocalBackend
 
         if self._options.backend == "local":
             return LocalBackend(realtime=self._options.realtime)
         key = self._api_key or os.environ.get("GLM_API_KEY")
         if not key:
             raise EvalError("the glm backend needs a key: set GLM_API_KEY or pass --api-key")
-        url = {"url": self._options.glm_url} if self._options.glm_url else {}
-        return GlmBackend(api_key=key, max_sessions=self._options.max_sessions, **url)
+        url = self._options.glm_url or GLM_URL
+        return GlmBackend(api_key=key, url=url, max_sessions=self._options.max_sessions)
 
     async def run(self, item: WorkItem) -> ScenarioRecord:
         """Play one conversation to its end and judge it; never raises for the env's faults."""

@@ -1,6 +1,7 @@
 """``glm-realtime eval --ray``: the same eval, its conversations spread over a Ray cluster.
 
-Only this module imports Ray (the ``ray`` extra); the CLI imports it for ``--ray`` alone.
+Only this module and its actors (``glm_gym.ray_actors``) import Ray (the ``ray`` extra);
+the CLI imports it for ``--ray`` alone.
 
 Layout (the driver is the ``glm-realtime eval`` process)::
 
@@ -10,7 +11,7 @@ Layout (the driver is the ``glm-realtime eval`` process)::
     RunnerActor x N (one per CPU by default, each an ItemRunner with its own backend and
               │      ``slots`` concurrent conversations)
               ▼
-    SessionCap (one named actor): concurrent GLM sessions across the cluster <= the key's cap
+    SessionCap (one actor): concurrent GLM sessions across the cluster <= the key's cap
 
 Faults: a runner that dies (its process killed, its node lost) fails the calls in flight
 with ``RayActorError``; each of those items goes back to the front of the queue with
@@ -26,34 +27,25 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import RayActorError, RayError
 
-from glm_gym.evaluation import (
-    Collector,
-    EvalError,
-    EvalOptions,
-    ItemRunner,
-    WorkItem,
-    build_report,
-    work_items,
-)
+from glm_gym.evaluation import Collector, EvalError, EvalOptions, WorkItem, build_report, work_items
+from glm_gym.ray_actors import RunnerActor, SessionCap
 from glm_gym.records import ScenarioRecord
 from glm_gym.report import Report
 
 if TYPE_CHECKING:
     from glm_gym.scenarios import Scenario
 
-__all__ = ["RayOptions", "SessionCap", "run_ray_eval"]
+__all__ = ["RayOptions", "run_ray_eval"]
 
 NAMESPACE = "glm-realtime-eval"
 
@@ -75,93 +67,6 @@ class RayOptions:
             raise EvalError(f"--max-attempts must be >= 1, got {self.max_attempts}")
         if not self.cpus_per_actor > 0:
             raise EvalError(f"CPUs per actor must be > 0, got {self.cpus_per_actor}")
-
-
-@ray.remote(num_cpus=0)
-class SessionCap:
-    """A counting semaphore for the whole cluster, with permits held by named holders."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._held: dict[str, int] = {}
-        self._waiters: deque[tuple[str, asyncio.Future[None]]] = deque()
-        self.max_in_use = 0
-
-    def _in_use(self) -> int:
-        return sum(self._held.values())
-
-    async def acquire(self, holder: str) -> None:
-        if self._in_use() >= self._limit or self._waiters:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append((holder, waiter))
-            await waiter  # granted by _grant, which counts the permit for us
-            return
-        self._take(holder)
-
-    def _take(self, holder: str) -> None:
-        self._held[holder] = self._held.get(holder, 0) + 1
-        self.max_in_use = max(self.max_in_use, self._in_use())
-
-    def _grant(self) -> None:
-        while self._waiters and self._in_use() < self._limit:
-            holder, waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._take(holder)
-                waiter.set_result(None)
-
-    async def release(self, holder: str) -> None:
-        if self._held.get(holder, 0) > 0:
-            self._held[holder] -= 1
-        self._grant()
-
-    async def forget(self, holder: str) -> int:
-        """Free every permit ``holder`` had (it died); how many there were."""
-        freed = self._held.pop(holder, 0)
-        self._waiters = deque((h, w) for h, w in self._waiters if h != holder)
-        self._grant()
-        return freed
-
-    async def stats(self) -> dict[str, int]:
-        return {"limit": self._limit, "in_use": self._in_use(), "max_in_use": self.max_in_use}
-
-
-@ray.remote
-class RunnerActor:
-    """One ItemRunner (its own backend) serving ``run`` calls concurrently."""
-
-    def __init__(
-        self, scenarios: list[Scenario], options: EvalOptions, name: str, cap: Any
-    ) -> None:
-        self._name = name
-        self._runner = ItemRunner(scenarios, options, gate=self._gate, worker=name)
-        self._cap = cap
-
-    @asynccontextmanager
-    async def _gate(self) -> AsyncIterator[None]:
-        if self._cap is None:
-            yield
-            return
-        await self._cap.acquire.remote(self._name)
-        try:
-            yield
-        finally:
-            await self._cap.release.remote(self._name)
-
-    async def start(self) -> dict[str, Any]:
-        await self._runner.__aenter__()
-        return {
-            "name": self._name,
-            "pid": os.getpid(),
-            "node": ray.get_runtime_context().get_node_id(),
-            **self._runner.describe(),
-        }
-
-    async def run(self, item: WorkItem) -> dict[str, Any]:
-        record = await self._runner.run(item)
-        return record.model_dump(mode="json")
-
-    async def stop(self) -> None:
-        await self._runner.__aexit__(None, None, None)
 
 
 @dataclass
@@ -206,59 +111,71 @@ class _Dispatcher:
         # in an argument, a record or a log line; without one they read their own.
         self._runtime_env = {"env_vars": {"GLM_API_KEY": api_key}} if api_key else None
         self._runners: dict[str, _Runner] = {}
+        self._starting: dict[asyncio.Future[None], str] = {}
         self._started = 0
         self._replacements_left = actors * ray_options.max_attempts
         self.infos: list[dict[str, Any]] = []
         self.deaths = 0
+        self.start_errors: list[str] = []
         self.setup_s = 0.0
+        """Seconds until the first runners were all up (or had failed)."""
 
-    async def _spawn(self, count: int) -> None:
-        names = [f"runner-{self._started + i}" for i in range(count)]
-        self._started += count
-        handles = [
-            RunnerActor.options(  # type: ignore[attr-defined]
-                name=None,
-                num_cpus=self._ray.cpus_per_actor,
-                max_concurrency=self._slots + 4,
-                max_restarts=0,
-                max_task_retries=0,
-                runtime_env=self._runtime_env,
-            ).remote(self._scenarios, self._options, name, self._cap)
-            for name in names
-        ]
-        for name, handle in zip(names, handles, strict=True):
-            try:
-                info = await handle.start.remote()
-            except RayActorError:
-                self.deaths += 1
-                continue
-            self._runners[name] = _Runner(handle, info)
-            self.infos.append(info)
+    def _spawn(self) -> None:
+        """Start one runner; it takes work as soon as its backend is up."""
+        name = f"runner-{self._started}"
+        self._started += 1
+        handle = RunnerActor.options(  # type: ignore[attr-defined]
+            num_cpus=self._ray.cpus_per_actor,
+            max_concurrency=self._slots + 4,
+            max_restarts=0,
+            max_task_retries=0,
+            runtime_env=self._runtime_env,
+        ).remote(self._scenarios, self._options, name, self._cap)
+        task = asyncio.ensure_future(self._started_runner(name, handle))
+        self._starting[task] = name
+
+    async def _started_runner(self, name: str, handle: Any) -> None:
+        try:
+            info = await handle.start.remote()
+        except RayError as exc:  # died, or its backend could not start
+            self.deaths += 1
+            self.start_errors.append(f"{name}: {_reason(exc)}")
+            ray.kill(handle)
+            return
+        self._runners[name] = _Runner(handle, info)
+        self.infos.append(info)
 
     async def run(self, items: list[WorkItem], stop: asyncio.Event, started: float) -> bool:
         """Run every item; True when all finished, False when stopped."""
-        await self._spawn(self._actors)
-        self.setup_s = time.perf_counter() - started
+        for _ in range(self._actors):
+            self._spawn()
         pending = deque(_Ticket(item) for item in items)
         inflight: dict[asyncio.Future[Any], tuple[_Ticket, str, Any]] = {}
         stopper = asyncio.ensure_future(stop.wait())
         try:
             while pending or inflight:
                 self._fill(pending, inflight)
-                if not inflight:
+                if not inflight and not self._starting:
+                    if not self.infos:
+                        raise EvalError(f"no runner could start: {'; '.join(self.start_errors)}")
                     self._give_up(pending, "no runner is left to run it")
                     break
                 done, _ = await asyncio.wait(
-                    [*inflight, stopper], return_when=asyncio.FIRST_COMPLETED
+                    [*inflight, *self._starting, stopper], return_when=asyncio.FIRST_COMPLETED
                 )
                 if stopper in done:
                     for _, _, ref in inflight.values():
                         ray.cancel(ref)
-                    await asyncio.gather(*inflight, return_exceptions=True)
+                    await asyncio.gather(*inflight, *self._starting, return_exceptions=True)
                     return False
                 for future in done:
-                    ticket, name, _ = inflight.pop(future)
-                    await self._settle(future, ticket, name, pending)
+                    if future in self._starting:
+                        self._starting.pop(future)
+                        if not self._starting and not self.setup_s:
+                            self.setup_s = time.perf_counter() - started
+                    else:
+                        ticket, name, _ = inflight.pop(future)
+                        await self._settle(future, ticket, name, pending)
             return True
         finally:
             stopper.cancel()
@@ -291,7 +208,7 @@ class _Dispatcher:
         try:
             result = future.result()
         except RayActorError:
-            await self._runner_died(name)
+            self._runner_died(name)
             if ticket.attempt >= self._ray.max_attempts:
                 self._give_up([ticket], f"its runner died on each of {ticket.attempt} attempts")
             else:
@@ -299,18 +216,21 @@ class _Dispatcher:
                 ticket.avoid.add(name)
                 pending.appendleft(ticket)
             return
+        except RayError as exc:  # the runner lives, but this conversation raised in it
+            self._give_up([ticket], _reason(exc))
+            return
         record = ScenarioRecord.model_validate(result)
         self._collector.add(record.model_copy(update={"attempts": ticket.attempt}))
 
-    async def _runner_died(self, name: str) -> None:
+    def _runner_died(self, name: str) -> None:
         if self._runners.pop(name, None) is None:
             return  # already handled for another of its calls
         self.deaths += 1
         if self._cap is not None:
-            await self._cap.forget.remote(name)
+            self._cap.forget.remote(name)  # actor calls run in order: before any new acquire
         if self._replacements_left > 0:
             self._replacements_left -= 1
-            await self._spawn(1)
+            self._spawn()
 
     def _give_up(self, tickets: Sequence[_Ticket], why: str) -> None:
         by_id = {s.id: s for s in self._scenarios}
@@ -323,17 +243,28 @@ class _Dispatcher:
                     trial=ticket.item.trial,
                     errors=[f"not run: {why}"],
                     attempts=ticket.attempt,
-                    clock=self._options.clock,  # type: ignore[arg-type]
+                    clock=self._options.clock,
                 )
             )
 
     async def _stop_all(self) -> None:
+        for task in self._starting:
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
         runners = list(self._runners.values())
         self._runners.clear()
         stops = [asyncio.wrap_future(r.handle.stop.remote().future()) for r in runners]
         await asyncio.gather(*stops, return_exceptions=True)
         for runner in runners:
             ray.kill(runner.handle)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a Ray error (its cause's type and message, without the traceback)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}".splitlines()[0]
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _connect(ray_options: RayOptions) -> bool:
@@ -370,8 +301,10 @@ async def run_ray_eval(
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     started = time.perf_counter()
     owns_ray = _connect(ray_options)
+    cap: Any = None
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 1) // ray_options.cpus_per_actor)
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        cpus = int(resources.get("CPU", 1) // ray_options.cpus_per_actor)
         actors = min(ray_options.actors or max(1, cpus), len(items))
         slots = max(1, math.ceil(concurrency / actors))
         cap = SessionCap.remote(options.max_sessions) if options.backend == "glm" else None  # type: ignore[attr-defined]
@@ -388,9 +321,9 @@ async def run_ray_eval(
         )
         complete = await dispatcher.run(items, stop or asyncio.Event(), started)
         cap_stats = await cap.stats.remote() if cap is not None else None
+    finally:
         if cap is not None:
             ray.kill(cap)
-    finally:
         if owns_ray:
             ray.shutdown()
     first = dispatcher.infos[0] if dispatcher.infos else {}

@@ -197,6 +197,7 @@ def _plot_latency(report: Report, path: Path) -> None:
     else:
         ax.text(0.5, 0.5, "no latencies recorded", ha="center", va="center")
     ax.set_ylabel("ms")
+    ax.set_xlabel("box p25-p75, line p50, whiskers p5-p95", fontsize=8)
     ax.set_title(f"Latency distribution ({report.clock_note()})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -5,10 +5,11 @@
   replacement all pass) and ``pass@k = 1 - C(n - c, k) / C(n, k)`` (at least one passes),
   each averaged over the scenarios that have at least ``k`` trials.
 - Tool calls, micro-averaged over every record: a made call matches an expected one of the
-  same name (each used once, a call with equal arguments preferred; strings compare
-  ignoring case, as the scenario criteria do); precision = matches /
-  made, recall = matches / expected, F1 their harmonic mean, argument accuracy = matches
-  whose arguments are equal / matches.
+  same name (each made call used once, one whose arguments match preferred); precision =
+  matches / made, recall = matches / expected, F1 their harmonic mean, argument accuracy =
+  matches whose arguments match / matches. Arguments match as the scenario criteria judge
+  them (``glm_gym.criteria.arguments_match``: the expected ones present, strings compared
+  ignoring case and spacing).
 - Latencies: count, p50, p95 (numpy's linear interpolation), max and mean in ms, per kind.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from glm_gym.criteria import arguments_match
 from glm_gym.records import LATENCY_KINDS, ScenarioRecord, ToolCall
 
 __all__ = [
@@ -28,7 +30,6 @@ __all__ = [
     "match_tool_calls",
     "pass_at_k",
     "pass_hat_k",
-    "same_arguments",
     "summarise",
     "tool_scores",
     "trial_scores",
@@ -81,27 +82,12 @@ def match_tool_calls(expected: Sequence[ToolCall], made: Sequence[ToolCall]) -> 
         same_name = [call for call in unused if call.name == want.name]
         if not same_name:
             continue
-        exact = [call for call in same_name if same_arguments(want.arguments, call.arguments)]
+        exact = [call for call in same_name if arguments_match(want.arguments, call.arguments)]
         chosen = exact[0] if exact else same_name[0]
         unused.remove(chosen)
         names += 1
         arguments += bool(exact)
     return names, arguments
-
-
-def same_arguments(expected: dict[str, Any], made: dict[str, Any]) -> bool:
-    """Equal arguments, strings compared ignoring case and surrounding spaces."""
-    return _fold(expected) == _fold(made)
-
-
-def _fold(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.strip().casefold()
-    if isinstance(value, dict):
-        return {k: _fold(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fold(v) for v in value]
-    return value
 
 
 def tool_scores(records: Iterable[ScenarioRecord]) -> dict[str, Any]:

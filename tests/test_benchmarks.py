@@ -55,3 +55,14 @@ def test_local_backend_benchmark_answers_a_turn() -> None:
     out = bench("local_backend", "--sessions", "1", "--turns", "1").stdout
     row = re.search(r"^\| 1 \| 1 \| (\d+) \|", out, re.M)
     assert row is not None, out  # one session, one response, a time to first audio
+
+
+@pytest.mark.speech
+def test_eval_scale_benchmark_compares_ray_with_the_in_process_eval() -> None:
+    pytest.importorskip("pocketsphinx")
+    pytest.importorskip("ray")
+    out = bench(
+        "eval_scale", "--only", "small-talk-hello", "--actors", "1", "--num-cpus", "1"
+    ).stdout
+    assert re.search(r"^\| in-process \| - \| 4 \| \d/1 \|.* 1\.00x \|$", out, re.M), out
+    assert re.search(r"^\| ray \| 1 \| 4 \| \d/1 \|.*x \|$", out, re.M), out
