@@ -302,8 +302,12 @@ async def run_eval(
     async with ItemRunner(scenarios, options, api_key=api_key, worker="local") as runner:
         setup_s = time.perf_counter() - started
 
+        stop = stop or asyncio.Event()
+
         async def worker() -> None:
-            while items:
+            # The stop check as well as the cancel: a conversation that swallows its
+            # cancellation (asyncio.wait_for on 3.10/3.11 can) still ends the worker.
+            while items and not stop.is_set():
                 collector.add(await runner.run(items.popleft()))
 
         workers = [
@@ -323,11 +327,9 @@ async def run_eval(
     return build_report(collector.records, options=options, trials=trials, meta=meta)
 
 
-async def _until_done_or_stopped(
-    workers: list[asyncio.Task[None]], stop: asyncio.Event | None
-) -> bool:
+async def _until_done_or_stopped(workers: list[asyncio.Task[None]], stop: asyncio.Event) -> bool:
     """Wait for the workers; on ``stop`` cancel them. True when all finished."""
-    stopper = asyncio.create_task((stop or asyncio.Event()).wait(), name="eval-stop")
+    stopper = asyncio.create_task(stop.wait(), name="eval-stop")
     try:
         pending: set[asyncio.Future[Any]] = {*workers, stopper}
         while pending - {stopper} and not stopper.done():
