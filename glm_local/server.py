@@ -120,6 +120,8 @@ class LocalRealtimeServer:
         self.sessions: set[LocalSession] = set()
         """The sessions currently connected."""
         self.sessions_served = 0
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
         self._server: Server | None = None
         self._resources: SessionResources | None = None
         self._port: int | None = None
@@ -150,6 +152,19 @@ class LocalRealtimeServer:
     def url(self) -> str:
         """The full websocket URL clients connect to."""
         return self.base_uri + self.path
+
+    async def drained(self) -> None:
+        """Wait until no session is connected; each one that ended has freed what it held."""
+        await self._no_sessions.wait()
+
+    async def live_recognizers(self) -> int:
+        """Recognisers alive now: the ASR workers' and this process's (tests included)."""
+        from glm_local.speech import live_recognizers
+
+        here = live_recognizers()
+        if self._asr_workers is None:
+            return here
+        return here + await asyncio.to_thread(self._asr_workers.live_recognizers)
 
     async def start(self) -> None:
         """Load the shared speech parts and start listening."""
@@ -253,6 +268,7 @@ class LocalRealtimeServer:
         assert self._resources is not None  # set before the server listens
         session = LocalSession(ws, self._resources)
         self.sessions.add(session)
+        self._no_sessions.clear()
         self.sessions_served += 1
         logger.info("session %s connected from %s", session.id, ws.remote_address)
         try:
@@ -262,4 +278,6 @@ class LocalRealtimeServer:
             await ws.close(1011, "internal error")
         finally:
             self.sessions.discard(session)
+            if not self.sessions:
+                self._no_sessions.set()
             logger.info("session %s ended (close code %s)", session.id, ws.close_code)
