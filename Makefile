@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,piper,dev]'
+	$(BIN)/pip install --quiet -e '.[local,piper,gym,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,7 +20,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy realtime glm_realtime glm_local
+	$(BIN)/mypy realtime glm_realtime glm_local glm_gym
 
 test: lint
 	$(BIN)/pytest -q

@@ -1,0 +1,1 @@
+"""Spoken conversations as AgentGym environments: env, server, client, task and eval."""
