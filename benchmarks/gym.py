@@ -9,7 +9,8 @@ over HTTP on 127.0.0.1, from threads of this process.
    them is asked for its observation and stepped once (``--concurrency`` at a time) to
    show it is alive. **Live envs held** is how many answered.
 2. **Memory per env**: the server's process tree RSS (server + any ASR workers) with the N
-   envs live, less the RSS before the first create, over N. **Idle CPU per env**: the
+   envs live, less the RSS with the first one live (it loads what all share), over N - 1.
+   **Idle CPU per env**: the
    tree's CPU time over ``--idle-s`` seconds with N envs live and no request.
 3. **Step overhead beyond the voice turn**: for every step, the client's round trip (POST
    sent to answer parsed) less the time spent inside ``VoiceEnv.step`` (the server's
@@ -129,13 +130,16 @@ def main(argv: list[str]) -> int:
     proc, url = _start_server(args.envs)
     clients: list[GlmVoiceEnvClient] = []
     try:
-        cpu0, rss0 = _usage(proc.pid)
+        cpu0, _ = _usage(proc.pid)
+        # The first env loads what every env shares (recogniser model, voices): not per env.
+        clients.append(GlmVoiceEnvClient(url, timeout=600))
+        clients[0].reset(0)
+        _, rss0 = _usage(proc.pid)
         with ThreadPoolExecutor(args.concurrency) as pool:
             start = time.perf_counter()
-            clients = list(
-                pool.map(lambda _: GlmVoiceEnvClient(url, timeout=600), range(args.envs))
-            )
-            list(pool.map(lambda c: c.reset(0), clients))
+            more = pool.map(lambda _: GlmVoiceEnvClient(url, timeout=600), range(args.envs - 1))
+            clients.extend(more)
+            list(pool.map(lambda c: c.reset(0), clients[1:]))
             started_s = time.perf_counter() - start
             cpu1, rss1 = _usage(proc.pid)
             time.sleep(args.idle_s)  # the measurement window itself, not a synchronisation
@@ -167,9 +171,10 @@ def main(argv: list[str]) -> int:
         f"(created and started in {started_s:.1f} s, {args.concurrency} at a time; "
         f"server reported {health['live_envs']} live)"
     )
+    per_env = (rss1 - rss0) / max(1, args.envs - 1)
     print(
-        f"  memory per live env           {(rss1 - rss0) / args.envs:.2f} MiB "
-        f"(tree RSS {rss0:.0f} -> {rss1:.0f} MiB; {rss3:.0f} MiB after one step each)"
+        f"  memory per live env           {per_env:.2f} MiB "
+        f"(tree RSS {rss0:.0f} MiB with one env, {rss1:.0f} with all; {rss3:.0f} after a step each)"
     )
     print(
         f"  idle CPU per live env         {(cpu2 - cpu1) / args.idle_s / args.envs * 1000:.2f} "

@@ -63,20 +63,17 @@ class _BaseTask:
 
 
 if TYPE_CHECKING:
-    ConversationMessage = _ConversationMessage
-    StepOutput = _StepOutput
-    BaseEnvClient = _BaseEnvClient
-    BaseTask = _BaseTask
     AGENTENV = False
 else:
     try:
         from agentenv.controller import BaseEnvClient, BaseTask
         from agentenv.controller.types import ConversationMessage, StepOutput
     except ImportError:
-        ConversationMessage = _ConversationMessage
-        StepOutput = _StepOutput
-        BaseEnvClient = _BaseEnvClient
-        BaseTask = _BaseTask
         AGENTENV = False
     else:
         AGENTENV = True
+if not AGENTENV:
+    ConversationMessage = _ConversationMessage
+    StepOutput = _StepOutput
+    BaseEnvClient = _BaseEnvClient
+    BaseTask = _BaseTask

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
+import pytest
+import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
 
-from glm_gym.backends import Backend
+from glm_gym.backends import Backend, LocalBackend
+from glm_gym.environment import VoiceEnv
 from glm_gym.launch import listening_socket
+from glm_gym.registry import MakeEnv
 from glm_gym.scenarios import Scenario, load_scenarios
 from glm_gym.server import GymSettings, create_app
 
@@ -76,3 +80,24 @@ async def until(condition: Callable[[], bool], deadline_s: float = DEADLINE_S) -
 
 def bundled() -> list[Scenario]:
     return load_scenarios()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def backend() -> AsyncIterator[Backend]:
+    """One embedded backend for a test module, as one serves a whole server process."""
+    async with LocalBackend() as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def scenarios() -> list[Scenario]:
+    return bundled()
+
+
+def real_envs(backend: Backend, env_class: type[VoiceEnv] = VoiceEnv) -> MakeEnv:
+    """The registry's env factory, as the server builds it."""
+
+    def make(subset: Sequence[Scenario], turn_timeout_s: float) -> VoiceEnv:
+        return env_class(backend, subset, turn_timeout_s=turn_timeout_s)
+
+    return make

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
 
 import pytest
-import pytest_asyncio
 
-from glm_gym.backends import Backend, LocalBackend
+from glm_gym.backends import Backend
 from glm_gym.environment import StepResult, VoiceEnv
 from glm_gym.errors import EnvFailure, EnvNotReady, UnknownEnv
 from glm_gym.registry import EnvRegistry
 from glm_gym.scenarios import Scenario
-from tests.gym_utils import bundled, in_process, scenario_index, until
+from tests.gym_utils import backend, in_process, real_envs, scenario_index, scenarios, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SAY = "Thought: I greet it.\nAction: say Hello there."
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def backend() -> AsyncIterator[Backend]:
-    async with LocalBackend() as shared:
-        yield shared
-
-
-@pytest.fixture(scope="module")
-def scenarios() -> list[Scenario]:
-    return bundled()
+__all__ = ["backend", "scenarios"]  # the shared fixtures
 
 
 class Clock:
@@ -45,10 +33,7 @@ async def test_an_env_idle_for_the_ttl_is_closed_with_its_session(
     clock = Clock()
     idx = scenario_index(scenarios, "small_talk")
 
-    def make(subset: Sequence[Scenario], timeout: float) -> VoiceEnv:
-        return VoiceEnv(backend, subset, turn_timeout_s=timeout)
-
-    async with EnvRegistry(make, scenarios, ttl_s=60, clock=clock) as registry:
+    async with EnvRegistry(real_envs(backend), scenarios, ttl_s=60, clock=clock) as registry:
         old = (await registry.create(None, idx, None)).id
         clock.now += 30
         fresh = (await registry.create(None, idx, None)).id
@@ -72,10 +57,7 @@ async def test_a_busy_env_is_not_reaped_mid_step(
     clock = Clock()
     idx = scenario_index(scenarios, "small_talk")
 
-    def make(subset: Sequence[Scenario], timeout: float) -> VoiceEnv:
-        return VoiceEnv(backend, subset, turn_timeout_s=timeout)
-
-    async with EnvRegistry(make, scenarios, ttl_s=10, clock=clock) as registry:
+    async with EnvRegistry(real_envs(backend), scenarios, ttl_s=10, clock=clock) as registry:
         env_id = (await registry.create(None, idx, None)).id
         step = asyncio.create_task(registry.step(env_id, SAY))
         await until(lambda: registry.busy(env_id))
@@ -110,10 +92,7 @@ async def test_a_failed_step_is_a_500_with_the_reason_and_the_env_waits_for_a_re
 ) -> None:
     idx = scenario_index(scenarios, "small_talk")
 
-    def make(subset: Sequence[Scenario], timeout: float) -> VoiceEnv:
-        return FailingStep(backend, subset, turn_timeout_s=timeout)
-
-    async with EnvRegistry(make, scenarios) as registry:
+    async with EnvRegistry(real_envs(backend, FailingStep), scenarios) as registry:
         env_id = (await registry.create(None, idx, None)).id
         with pytest.raises(EnvFailure, match="could not be rendered"):
             await registry.step(env_id, "Action: say explode")

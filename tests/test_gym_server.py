@@ -7,30 +7,18 @@ each test builds its own app on it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from glm_gym.backends import Backend, LocalBackend
+from glm_gym.backends import Backend
 from glm_gym.scenarios import Scenario
-from tests.gym_utils import bundled, in_process, scenario_index, until
+from tests.gym_utils import backend, in_process, scenario_index, scenarios, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SAY = "Thought: I greet it.\nAction: say Hello there."
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def backend() -> AsyncIterator[Backend]:
-    async with LocalBackend() as shared:
-        yield shared
-
-
-@pytest.fixture(scope="module")
-def scenarios() -> list[Scenario]:
-    return bundled()
+__all__ = ["backend", "scenarios"]  # the shared fixtures
 
 
 def _error(response: Any, status: int) -> str:
