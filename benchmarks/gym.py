@@ -19,7 +19,8 @@ over HTTP on 127.0.0.1, from threads of this process.
    answers without speaking), one at a time. **CPU per step**: the tree's CPU over the
    voice steps, per step.
 
-Run: ``python -m benchmarks gym [--envs 64] [--concurrency 4] [--idle-s 5]``. Eval
+Run: ``python -m benchmarks gym [--envs 64] [--concurrency 4] [--idle-s 5]
+[--asr-processes N]``. Eval
 throughput (audio seconds per wall second over the bundled set) is measured by
 ``python -m benchmarks eval_scale``.
 """
@@ -80,7 +81,7 @@ def _usage(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-def _start_server(max_envs: int) -> tuple[subprocess.Popen[str], str]:
+def _start_server(max_envs: int, asr_processes: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -93,6 +94,8 @@ def _start_server(max_envs: int) -> tuple[subprocess.Popen[str], str]:
             str(max_envs),
             "--ttl",
             "0",
+            "--asr-processes",
+            str(asr_processes),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -123,11 +126,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="requests at once")
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle CPU window")
     parser.add_argument("--probes", type=int, default=200, help="instant steps, one at a time")
+    parser.add_argument("--asr-processes", type=int, default=0, help="the server's ASR workers")
     args = parser.parse_args(argv)
     if args.envs < 1 or args.concurrency < 1 or args.probes < 1:
         parser.error("--envs, --concurrency and --probes must be at least 1")
 
-    proc, url = _start_server(args.envs)
+    proc, url = _start_server(args.envs, args.asr_processes)
     clients: list[GlmVoiceEnvClient] = []
     try:
         cpu0, _ = _usage(proc.pid)
@@ -163,7 +167,8 @@ def main(argv: list[str]) -> int:
     turn_s = [env for _, env in steps]
     load = os.getloadavg()
     print(
-        f"gym server, embedded backend, virtual clock; load average {load[0]:.1f} "
+        f"gym server, embedded backend, virtual clock, {args.asr_processes} ASR workers; "
+        f"load average {load[0]:.1f} "
         f"{load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores"
     )
     print(
