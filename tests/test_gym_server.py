@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import pytest
 
 from glm_gym.backends import Backend
 from glm_gym.scenarios import Scenario
 from glm_gym.server import GymSettings, create_app
-from tests.gym_utils import backend, in_process, scenario_index, scenarios, until
+from tests.gym_utils import asgi, backend, in_process, scenario_index, scenarios, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -233,20 +232,18 @@ async def test_the_glm_backend_option_caps_sessions_per_key_and_queues_the_rest(
     async with LocalRealtimeServer("127.0.0.1", 0, key, pace=1.0) as glm:
         settings = {"backend": "glm", "glm_api_key": key, "glm_url": glm.url}
         app = create_app(GymSettings(**settings, glm_max_sessions=1), scenarios=scenarios)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gym") as http:
-                about = (await http.get("/")).json()
-                assert about["backend"] == "glm" and about["clock"] == "wall"
-                first = (await http.post("/create", json={"data_idx": idx})).json()["id"]
-                second = asyncio.create_task(http.post("/create", json={"data_idx": idx}))
-                shared = app.state.backend
-                await until(lambda: shared.waiting_sessions == 1)
-                metrics = (await http.get("/metrics")).text
-                assert "glm_gym_backend_sessions_waiting 1.0" in metrics
-                assert "glm_gym_backend_sessions 1.0" in metrics and len(glm.sessions) == 1
-                await http.post("/close", json={"id": first})
-                started = await second
-                assert started.status_code == 200, started.text
-                assert shared.live_sessions == 1 and shared.waiting_sessions == 0
+        async with asgi(app) as http:
+            about = (await http.get("/")).json()
+            assert about["backend"] == "glm" and about["clock"] == "wall"
+            first = (await http.post("/create", json={"data_idx": idx})).json()["id"]
+            second = asyncio.create_task(http.post("/create", json={"data_idx": idx}))
+            shared = app.state.backend
+            await until(lambda: shared.waiting_sessions == 1)
+            metrics = (await http.get("/metrics")).text
+            assert "glm_gym_backend_sessions_waiting 1.0" in metrics
+            assert "glm_gym_backend_sessions 1.0" in metrics and len(glm.sessions) == 1
+            await http.post("/close", json={"id": first})
+            started = await second
+            assert started.status_code == 200, started.text
+            assert shared.live_sessions == 1 and shared.waiting_sessions == 0
         assert shared.live_sessions == 0
