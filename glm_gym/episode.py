@@ -11,7 +11,6 @@ when it fails or is cancelled.
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -66,11 +65,11 @@ class HttpConversation:
         return HttpStep(answer["observation"], answer["reward"], answer["done"], answer["info"])
 
     async def reset(self, data_idx: int) -> HttpStep:
-        # gymserver's client; imported by name until it is on main beside this module
-        client_module = importlib.import_module("glm_gym.client")
+        from glm_gym.client import GlmVoiceEnvClient
+
         if self._client is None:
             self._client = await asyncio.to_thread(
-                client_module.GlmVoiceEnvClient,
+                GlmVoiceEnvClient,
                 self._url,
                 scenarios=[self._scenario_id],
                 turn_timeout_s=self._turn_timeout_s,

@@ -1,8 +1,8 @@
 """``glm-realtime eval``: run the scenario set with the scripted caller, write the report.
 
 Attached lazily to the ``glm-realtime`` group (``glm_realtime/cli.py``). This module
-imports only click and the eval's own light parts; rich, matplotlib and Ray load when the
-command runs (Ray only with ``--ray``).
+imports only click; the eval, rich and matplotlib load when the command runs, Ray only with
+``--ray``.
 
 Ctrl-C stops the run: the conversations in flight are cancelled (on Ray too), the report
 of those that finished is written, marked partial, and the exit code is 130.
@@ -17,13 +17,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from glm_gym.evaluation import EvalError, EvalOptions, run_eval, select_scenarios
-from glm_gym.records import ScenarioRecord
-from glm_gym.report import Report, fmt_number, fmt_percent
+if TYPE_CHECKING:
+    from glm_gym.evaluation import EvalOptions
+    from glm_gym.records import ScenarioRecord
+    from glm_gym.report import Report
 
 __all__ = ["eval_command", "use_loopback_ray"]
 
@@ -160,6 +161,7 @@ def eval_command(
     **option_values: Any,
 ) -> None:
     """Play the scenarios with the scripted caller and write a report to --out."""
+    from glm_gym.evaluation import EvalError, EvalOptions, select_scenarios
     from glm_gym.scenarios import ScenarioError, load_scenarios
 
     try:
@@ -213,6 +215,8 @@ def use_loopback_ray() -> None:
 
 
 def _ray_options(address: str | None, actors: int | None, max_attempts: int) -> Any:
+    from glm_gym.evaluation import EvalError
+
     if address is None:
         if actors is not None:
             raise EvalError("--actors needs --ray")
@@ -239,6 +243,8 @@ async def _run(
     on_record: Any,
     api_key: str | None,
 ) -> Report:
+    from glm_gym.evaluation import run_eval
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -319,6 +325,8 @@ def _import_progress() -> Any:
 
 
 def _summary(report: Report) -> list[str]:
+    from glm_gym.report import fmt_number, fmt_percent
+
     s = report.summary
     trials = s["trials"]
     v2v = s["latency_ms"]["voice_to_voice"]

@@ -162,11 +162,18 @@ class ItemRunner:
         self._stack = AsyncExitStack()
         self._backend: Any = None
 
-    def describe(self) -> dict[str, Any]:
-        """The backend's own description (name, clock, engine, caller voice; never a key)."""
-        if self._backend is None:
-            return {"backend": self._options.backend, "engine": "gym server"}
-        return dict(self._backend.describe())
+    def describe(self, records: Sequence[ScenarioRecord] = ()) -> dict[str, Any]:
+        """The backend's own description (name, clock, engine, caller voice; never a key).
+
+        Through a gym server the server's backend says it, in the first reset's ``info``.
+        """
+        if self._backend is not None:
+            return dict(self._backend.describe())
+        reset = records[0].turns[0].info if records and records[0].turns else {}
+        keys = ("backend", "clock", "engine", "caller_voice")
+        return {"backend": "unknown", "engine": "unknown"} | {
+            k: reset[k] for k in keys if k in reset
+        }
 
     async def __aenter__(self) -> ItemRunner:
         if self._options.server_url is None:
@@ -209,7 +216,7 @@ class ItemRunner:
                 "trial": item.trial,
                 "seed": derive_seed(self._options.seed, item),
                 "worker": self._worker,
-                "clock": self._options.clock,
+                "clock": _clock(record, self._options.clock),
                 "wall_s": time.perf_counter() - started,
             }
         )
@@ -225,6 +232,12 @@ class ItemRunner:
 
         env = VoiceEnv(self._backend, self._scenarios, turn_timeout_s=self._options.turn_timeout_s)
         return env, self._index[scenario_id]
+
+
+def _clock(record: ScenarioRecord, default: Clock) -> Clock:
+    """The clock the environment said it measured on (a gym server's may differ)."""
+    said = record.turns[0].info.get("clock") if record.turns else None
+    return "virtual" if said == "virtual" else "wall" if said == "wall" else default
 
 
 @dataclass
@@ -315,7 +328,8 @@ async def run_eval(
             for i in range(min(concurrency, len(items)))
         ]
         complete = await _until_done_or_stopped(workers, stop)
-        meta = {"runner": "server" if options.server_url else "in-process", **runner.describe()}
+        runner_kind = "server" if options.server_url else "in-process"
+        meta = {"runner": runner_kind, **runner.describe(collector.records)}
     meta.update(
         concurrency=concurrency,
         setup_s=setup_s,

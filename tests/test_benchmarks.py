@@ -66,3 +66,11 @@ def test_eval_scale_benchmark_compares_ray_with_the_in_process_eval() -> None:
     ).stdout
     assert re.search(r"^\| in-process \| - \| 4 \| \d/1 \|.* 1\.00x \|$", out, re.M), out
     assert re.search(r"^\| ray \| 1 \| 4 \| \d/1 \|.*x \|$", out, re.M), out
+
+
+@pytest.mark.speech
+def test_gym_benchmark_holds_its_envs_and_reports_the_step_overhead() -> None:
+    pytest.importorskip("fastapi")
+    out = bench("gym", "--envs", "2", "--idle-s", "0.2", "--probes", "3").stdout
+    assert re.search(r"live envs held +2 of 2", out), out
+    assert re.search(r"step overhead, instant steps +p50 [\d.]+ ms", out), out

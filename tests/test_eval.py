@@ -157,6 +157,26 @@ def test_ctrl_c_stops_the_eval_and_writes_the_partial_report(tmp_path: Path) -> 
     assert "interrupted" in stderr and "Traceback" not in stderr
 
 
+def test_eval_through_a_gym_server_plays_each_conversation_over_http(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from glm_gym.server import GymSettings, create_app
+    from tests.gym_utils import serving
+
+    two = SLICE[:2]
+    with serving(create_app(GymSettings())) as url:
+        proc = eval_process("--server", url, "--only", ",".join(two), "--out", str(tmp_path))
+        _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    meta, records = report["meta"], report["records"]
+    assert (meta["runner"], meta["backend"], meta["clock"]) == ("server", "local", "virtual")
+    assert sorted(r["scenario_id"] for r in records) == sorted(two)
+    for r in records:  # each turn's info is what the server's env reported for that env
+        assert not r["errors"] and len(r["turns"]) >= 2
+        assert {t["info"]["scenario_id"] for t in r["turns"]} == {r["scenario_id"]}
+        assert r["reward"] == r["turns"][-1]["reward"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
