@@ -89,21 +89,25 @@ async def test_serve_v_logs_sessions_before_or_after_the_command(where: str) -> 
     assert not any("Traceback" in line for line in stderr)
 
 
+async def run_without_a_key(server: LocalRealtimeServer, tmp: Path) -> tuple[int, str, str]:
+    return await cli(
+        "run",
+        "--input",
+        str(SPEECH),
+        "--output",
+        str(tmp / "b.wav"),
+        "--speed",
+        "0",
+        "--url",
+        server.url,
+        env=NO_KEY,
+    )
+
+
 async def test_run_honours_url_without_a_key_on_a_local_server(tmp_path: Path) -> None:
     """No key and a URL on this machine: that server, not a second embedded one."""
     async with LocalRealtimeServer(port=0, pace=0) as server:
-        code, out, err = await cli(
-            "run",
-            "--input",
-            str(SPEECH),
-            "--output",
-            str(tmp_path / "b.wav"),
-            "--speed",
-            "0",
-            "--url",
-            server.url,
-            env=NO_KEY,
-        )
+        code, out, err = await run_without_a_key(server, tmp_path)
         served = server.sessions_served
     assert code == 0, err
     assert f"connecting to {server.url} without a key" in err
@@ -114,17 +118,6 @@ async def test_run_honours_url_without_a_key_on_a_local_server(tmp_path: Path) -
 
 async def test_run_without_a_key_on_a_server_with_a_token_says_to_pass_it(tmp_path: Path) -> None:
     async with LocalRealtimeServer(port=0, pace=0, token="secret") as server:
-        code, _, err = await cli(
-            "run",
-            "--input",
-            str(SPEECH),
-            "--output",
-            str(tmp_path / "b.wav"),
-            "--speed",
-            "0",
-            "--url",
-            server.url,
-            env=NO_KEY,
-        )
+        code, _, err = await run_without_a_key(server, tmp_path)
     assert_user_error(code, err, 1, "401", "pass it as --api-key")
     assert err.strip().splitlines()[-1].startswith("Error: the GLM session failed")
