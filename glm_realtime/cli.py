@@ -274,8 +274,10 @@ def replay(dump: Path, sample_rate: int | None, **kwargs: Any) -> None:
     _execute(dump, rate, "'DUMP'", **kwargs)
 
 
-# The embedded backend sits on top of this package: its command is imported when used.
+# The embedded backend and the gym sit on top of this package: their commands are
+# imported when named (or listed by --help).
 cli.add_lazy_command("serve", "glm_local.cli:serve")
+cli.add_lazy_command("gym", "glm_gym.launch:gym", extra="gym")
 
 
 def main() -> None:

@@ -56,12 +56,14 @@ def _verbosity_options() -> list[click.Option]:
     ]
 
 
-def _import_command(name: str, target: str) -> click.Command:
+def _import_command(name: str, target: str, extra: str) -> click.Command:
     module_name, _, attribute = target.partition(":")
     try:
         command = getattr(importlib.import_module(module_name), attribute)
     except ImportError as exc:
-        reason = f"'{name}' cannot load ({exc}); install it with: pip install 'glm-realtime[local]'"
+        reason = (
+            f"'{name}' cannot load ({exc}); install it with: pip install 'glm-realtime[{extra}]'"
+        )
 
         @click.command(name, help=f"(not installed: {exc})")
         def unavailable() -> None:
@@ -100,7 +102,7 @@ class CliGroup(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.params.extend(_verbosity_options())
-        self._lazy: dict[str, str] = {}
+        self._lazy: dict[str, tuple[str, str]] = {}
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         """Attach ``cmd``, giving it ``-v``/``-q`` unless it declares them itself."""
@@ -108,20 +110,21 @@ class CliGroup(click.Group):
         cmd.params.extend(o for o in _verbosity_options() if not taken & set(o.opts))
         super().add_command(cmd, name)
 
-    def add_lazy_command(self, name: str, target: str) -> None:
+    def add_lazy_command(self, name: str, target: str, extra: str = "local") -> None:
         """Attach the command ``target`` (``"package.module:attribute"``) as ``name``,
         imported only when it is run or listed (``--help``), so that a layer above this
         package (the backend, the gym) costs nothing to the commands that do not use it.
+        If it cannot be imported, running it says to install ``extra``.
         """
-        self._lazy[name] = target
+        self._lazy[name] = (target, extra)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = self._lazy.pop(cmd_name, None)
-        if target is not None:
-            self.add_command(_import_command(cmd_name, target), cmd_name)
+        lazy = self._lazy.pop(cmd_name, None)
+        if lazy is not None:
+            self.add_command(_import_command(cmd_name, *lazy), cmd_name)
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:

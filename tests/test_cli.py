@@ -41,7 +41,7 @@ async def scripted_run(
             env={"GLM_API_KEY": KEY},
             pre=pre,
         )
-        audio = uplink_audio(await server.connection(0)) if server.connections else b""
+        audio = uplink_audio(server.connections[0]) if server.connections else b""
     return code, out, err, audio
 
 
