@@ -66,3 +66,11 @@ def test_asr_accuracy_benchmark_scores_every_installed_engine() -> None:
     assert row is not None, out
     if importlib.util.find_spec("faster_whisper") is not None:
         assert "| pocketsphinx WER | whisper WER |" in out, out
+
+
+@pytest.mark.speech
+def test_gym_benchmark_holds_its_envs_and_reports_the_step_overhead() -> None:
+    pytest.importorskip("fastapi")
+    out = bench("gym", "--envs", "2", "--idle-s", "0.2", "--probes", "3").stdout
+    assert re.search(r"live envs held +2 of 2", out), out
+    assert re.search(r"step overhead, instant steps +p50 [\d.]+ ms", out), out
