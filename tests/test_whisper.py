@@ -204,15 +204,19 @@ def _heard(client: Client) -> str:
 
 @pytest.mark.parametrize("asr_processes", [0, 1], ids=["in-process", "worker"])
 async def test_spoken_turn_through_the_backend_with_whisper(asr_processes: int) -> None:
-    """Server VAD cuts the turn, whisper hears it exactly, the reply is spoken: in the
-    server process and in an ASR worker."""
+    """Server VAD cuts the turn, whisper hears it exactly, the reply is spoken, the
+    recogniser is freed when the session ends: in the server process and in an ASR worker."""
     async with LocalRealtimeServer(
         port=0, token=TOKEN, pace=0, asr="whisper", asr_processes=asr_processes
     ) as server:
+        before = await server.live_recognizers()
         client = await _client(server)
         await client.send_audio(wav_packets(goforward() + silence(1000)))
         done = await client.until_done(timeout=60)
         await client.conn.close()
+        async with asyncio.timeout(30):
+            await server.drained()
+        assert await server.live_recognizers() == before  # the session's was closed
     heard = _heard(client)
     assert normalize(heard) == GOFORWARD, heard  # measured: "Go forward 10 meters."
     assert done.response.status == "completed"

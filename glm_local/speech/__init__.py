@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ._deps import MissingSpeechDependency
 
 if TYPE_CHECKING:
-    from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer
+    from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer, live_recognizers
     from .asr_processes import RecognizerProcesses, RemoteRecognizer, WorkerDied
     from .recognizers import RECOGNIZER_NAMES, recognizer_factory
     from .tts import (
@@ -61,6 +61,7 @@ __all__ = [
     "WhisperModel",
     "WhisperRecognizer",
     "WorkerDied",
+    "live_recognizers",
     "make_synthesizer",
     "recognizer_factory",
     "split_text",
@@ -70,6 +71,7 @@ _LAZY: dict[str, str] = {
     "PocketSphinxModel": "asr",
     "PocketSphinxRecognizer": "asr",
     "Recognizer": "asr",
+    "live_recognizers": "asr",
     "RecognizerProcesses": "asr_processes",
     "RemoteRecognizer": "asr_processes",
     "WorkerDied": "asr_processes",

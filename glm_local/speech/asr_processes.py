@@ -60,6 +60,9 @@ class WorkerDied(RuntimeError):
 
 def _serve(conn: Connection, asr: RecognizerName) -> None:
     """A worker's main loop: one model, many recognisers, one request at a time."""
+    from glm_local.speech._memory import return_freed_memory
+    from glm_local.speech.asr import live_recognizers
+
     new_recognizer = recognizer_factory(asr)
     recognizers: dict[int, Recognizer] = {}
     conn.send(("ready", None))
@@ -73,7 +76,12 @@ def _serve(conn: Connection, asr: RecognizerName) -> None:
             if op == "new":
                 recognizers[rid] = new_recognizer()
             elif op == "close":
-                recognizers.pop(rid, None)
+                recognizer = recognizers.pop(rid, None)
+                if recognizer is not None:
+                    recognizer.close()
+                    return_freed_memory()
+            elif op == "live":
+                result = live_recognizers()
             elif op == "feed":
                 result = recognizers[rid].feed(arg)
             else:  # start, finish, reset
@@ -241,6 +249,10 @@ class RecognizerProcesses:
             worker.count(-1)
             raise
         return RemoteRecognizer(worker, rid)
+
+    def live_recognizers(self) -> int:
+        """How many recognisers the workers hold, as each counts them (blocking)."""
+        return sum(int(worker.call("live", -1)) for worker in list(self._workers))
 
     def close(self) -> None:
         """Stop every worker (closing its socket ends it; terminated if it lingers)."""

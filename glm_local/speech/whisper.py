@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ._deps import require
+from .asr import _count_live
 
 __all__ = ["WhisperModel", "WhisperRecognizer", "whisper_model_dir"]
 
@@ -185,6 +186,8 @@ class WhisperRecognizer:
         self._max_bytes = max_utterance_s * _RATE * 2
         self._audio = bytearray()
         self._dropped = 0
+        self._closed = False
+        _count_live(+1)
 
     @property
     def sample_rate(self) -> int:
@@ -220,5 +223,9 @@ class WhisperRecognizer:
         self.start()
 
     def close(self) -> None:
-        """Free the utterance's audio (the shared model stays loaded)."""
-        self.start()
+        """Free the utterance's audio (the shared model stays loaded); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._audio = bytearray()
+        _count_live(-1)
