@@ -214,8 +214,7 @@ async def test_spoken_turn_through_the_backend_with_whisper(asr_processes: int) 
         await client.send_audio(wav_packets(goforward() + silence(1000)))
         done = await client.until_done(timeout=60)
         await client.conn.close()
-        async with asyncio.timeout(30):
-            await server.drained()
+        await asyncio.wait_for(server.drained(), 30)
         assert await server.live_recognizers() == before  # the session's was closed
     heard = _heard(client)
     assert normalize(heard) == GOFORWARD, heard  # measured: "Go forward 10 meters."
