@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import asr_accuracy
+
 AUDIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audio"
 TOKEN = "bench-id.bench-secret"
 RATE = 16000
@@ -208,6 +210,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--asr-processes", type=int, default=0, help="ASR worker processes (0: in-process)"
     )
+    parser.add_argument(
+        "--wer-sets",
+        default=",".join(asr_accuracy.SETS),
+        help="recogniser WER sets at the end ('': none)",
+    )
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)  # worker mode
     args = parser.parse_args(argv)
     if args.n:
@@ -239,4 +246,5 @@ def main(argv: list[str]) -> int:
         print(f"  {r['sessions']:>2} sessions, all TTFA ms: {[round(t * 1000) for t in every]}")
         if every:
             print(f"     mean {statistics.mean(every) * 1000:.0f} ms", file=sys.stderr)
+    print(asr_accuracy.report(args.wer_sets.split(",")) if args.wer_sets else "")
     return 0

@@ -4,6 +4,7 @@ Example::
 
     glm-realtime serve --port 8765 --token secret --tts piper
     glm-realtime serve --asr-processes 4        # many concurrent speakers, 4 cores
+    glm-realtime serve --asr whisper            # accurate recognition, ~1 s per utterance
     glm-realtime serve --engine openai --engine-url http://127.0.0.1:8080/v1 \\
         --engine-model my-model
 """
@@ -20,7 +21,13 @@ from typing import Literal, cast
 import click
 
 from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
+from glm_local.speech import MissingSpeechDependency
 from glm_local.speech.asr_processes import MAX_PROCESSES
+from glm_local.speech.recognizers import (
+    RECOGNIZER_NAMES,
+    RecognizerName,
+    check_recognizer_installed,
+)
 
 __all__ = ["serve"]
 
@@ -97,6 +104,14 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
     help="Recognise speech in N worker processes (0: in the server process). pocketsphinx "
     "holds the GIL, so for many concurrent speakers use about one per core.",
 )
+@click.option(
+    "--asr",
+    type=click.Choice(RECOGNIZER_NAMES),
+    default="pocketsphinx",
+    show_default=True,
+    help="Recogniser: pocketsphinx (streaming, fast, weak on open speech and synthetic "
+    "voices) or whisper (the [whisper] extra; far fewer errors, ~1 s after each utterance).",
+)
 def serve(
     host: str,
     port: int,
@@ -109,6 +124,7 @@ def serve(
     engine_model: str | None,
     engine_key: str | None,
     asr_processes: int,
+    asr: str,
 ) -> None:
     """Serve GLM-Realtime on offline speech parts (no key, no network).
 
@@ -116,6 +132,10 @@ def serve(
     """
     from glm_local.server import LocalRealtimeServer
 
+    try:
+        check_recognizer_installed(cast(RecognizerName, asr))
+    except MissingSpeechDependency as exc:
+        raise click.ClickException(f"--asr {asr}: {exc}") from exc
     engine = _engine(engine_kind, engine_url, engine_model, engine_key)
     server = LocalRealtimeServer(
         host,
@@ -126,6 +146,7 @@ def serve(
         tts=cast(Literal["espeak", "piper"], tts),
         engine=engine,
         asr_processes=asr_processes,
+        asr=cast(RecognizerName, asr),
     )
 
     async def main() -> None:

@@ -6,6 +6,7 @@ these tests only keep the scripts from rotting as the code under them changes.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -52,7 +53,7 @@ def test_extension_benchmark_measures_both_directions() -> None:
 @pytest.mark.speech
 def test_local_backend_benchmark_answers_a_turn() -> None:
     pytest.importorskip("pocketsphinx")
-    out = bench("local_backend", "--sessions", "1", "--turns", "1").stdout
+    out = bench("local_backend", "--sessions", "1", "--turns", "1", "--wer-sets", "").stdout
     row = re.search(r"^\| 1 \| 1 \| (\d+) \|", out, re.M)
     assert row is not None, out  # one session, one response, a time to first audio
 
@@ -66,6 +67,16 @@ def test_eval_scale_benchmark_compares_ray_with_the_in_process_eval() -> None:
     ).stdout
     assert re.search(r"^\| in-process \| - \| 4 \| \d/1 \|.* 1\.00x \|$", out, re.M), out
     assert re.search(r"^\| ray \| 1 \| 4 \| \d/1 \|.*x \|$", out, re.M), out
+
+
+@pytest.mark.speech
+def test_asr_accuracy_benchmark_scores_every_installed_engine() -> None:
+    pytest.importorskip("pocketsphinx")
+    out = bench("asr_accuracy", "--sets", "commands").stdout
+    row = re.search(r"^\| commands \| 7 \(\d+\) \| ([\d.]+)% \|", out, re.M)
+    assert row is not None, out
+    if importlib.util.find_spec("faster_whisper") is not None:
+        assert "| pocketsphinx WER | whisper WER |" in out, out
 
 
 @pytest.mark.speech
