@@ -12,6 +12,14 @@ are loaded once and shared. A wrong path gets HTTP 404, a missing or wrong
 ``Authorization: Bearer`` token 401 (the token, or a GLM-style JWT signed with its
 secret, is accepted), a frame over ``max_frame_bytes`` closes the socket with 1009.
 
+Admission: the server serves at most ``max_sessions`` sessions at once; by default, at
+real-time pace, :func:`real_time_capacity` (what this machine was measured to serve with
+voice-to-voice p95 under 1.5 s), and no limit at ``pace=0`` (tests and evaluation runs, where
+nobody waits in real time). One more is refused the way GLM answers over its concurrency
+limit: an ``error`` event with code 1302, then close code 1013 (try again later). A session
+whose processing runs more than a second behind its audio is logged and counted
+(:meth:`LocalRealtimeServer.metrics`).
+
 Budgets: a connection beyond ``max_connections`` gets HTTP 429 with GLM's "too busy"
 body (code 1305); one that sends nothing (and is sent nothing but heartbeats) for
 ``idle_timeout_s`` gets an ``idle_timeout`` error event and a 1000 close; a session reads
@@ -23,24 +31,31 @@ waits for every session to end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
 import logging
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.inbox import DEFAULT_READ_AHEAD_BYTES
+from glm_local.lag import LAG_REPORT_S
+from glm_local.responder import new_id
 from glm_local.session import LocalSession, SessionResources
 from glm_local.speech.asr_processes import MAX_PROCESSES, RecognizerProcesses
 from glm_local.threads import BlockingWork
+from realtime import events as ev
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
 from realtime.logs import wire_logger
@@ -49,6 +64,10 @@ if TYPE_CHECKING:
     from glm_local.speech import Recognizer
 
 __all__ = [
+    "SPEAKERS_PER_ASR_CORE",
+    "ServerMetrics",
+    "default_asr_processes",
+    "real_time_capacity",
     "DEFAULT_IDLE_TIMEOUT_S",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME_BYTES",
@@ -62,6 +81,48 @@ DEFAULT_IDLE_TIMEOUT_S = 60.0
 """GLM closes a connection that streams nothing after ~8 s; local clients (tests, agents
 thinking between turns) pause longer, so the default is more patient."""
 DEFAULT_MAX_CONNECTIONS = 256
+SPEAKERS_PER_ASR_CORE = 4
+"""Real-time speakers one core of recognition serves with voice-to-voice p95 under 1.5 s
+(``python -m benchmarks local_backend``; see BENCHMARKS.md)."""
+
+
+def default_asr_processes() -> int:
+    """The ASR layout ``serve`` picks: one worker process per core, or in-process on one core.
+
+    Measured: from 4 simultaneous speakers up, workers serve more and faster; in-process,
+    pocketsphinx holds the GIL, so all recognition shares one core.
+    """
+    cores = os.cpu_count() or 1
+    return min(cores, MAX_PROCESSES) if cores > 1 else 0
+
+
+def real_time_capacity(asr_processes: int) -> int:
+    """How many simultaneous real-time speakers this machine serves with ``asr_processes``
+    (0: in-process, which recognises on one core whatever the count of cores)."""
+    cores = os.cpu_count() or 1
+    return SPEAKERS_PER_ASR_CORE * (min(asr_processes, cores) if asr_processes else 1)
+
+
+@dataclass(frozen=True)
+class ServerMetrics:
+    """What the server has done so far (:meth:`LocalRealtimeServer.metrics`)."""
+
+    sessions: int
+    """Sessions being served now."""
+    sessions_served: int
+    sessions_refused: int
+    """Refused over ``max_sessions`` (error 1302, close 1013)."""
+    connections_refused: int
+    """Refused at the handshake over ``max_connections`` (HTTP 429)."""
+    lagging_sessions: int
+    """Sessions that ran more than a second behind their audio at some point."""
+    max_lag_s: float
+    """The worst lag behind real time of any session so far."""
+    max_sessions: int | None
+    capacity: int
+    """Real-time speakers this machine serves (:func:`real_time_capacity`)."""
+    asr_workers_replaced: int
+
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +159,8 @@ class LocalRealtimeServer:
             nothing but heartbeats sent (None: never).
         read_ahead_bytes: most bytes of frames a session holds before it has handled them.
         max_connections: most open websockets; more get HTTP 429 at the handshake.
+        max_sessions: most sessions served at once; one more gets error 1302 and close 1013.
+            Default: :attr:`capacity` at real-time pace, no limit at ``pace=0``.
     """
 
     def __init__(
@@ -115,6 +178,7 @@ class LocalRealtimeServer:
         idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
         read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_sessions: int | None = None,
     ) -> None:
         if heartbeat_s <= 0:
             raise ConfigError(f"heartbeat_s must be positive, got {heartbeat_s}")
@@ -126,6 +190,10 @@ class LocalRealtimeServer:
             raise ConfigError(f"read_ahead_bytes must be positive, got {read_ahead_bytes}")
         if max_connections <= 0:
             raise ConfigError(f"max_connections must be positive, got {max_connections}")
+        if max_sessions is not None and (
+            not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1
+        ):
+            raise ConfigError(f"max_sessions must be an int >= 1 or None, got {max_sessions!r}")
         if pace < 0:
             raise ConfigError(f"pace must be >= 0, got {pace}")
         if max_frame_bytes <= 0:
@@ -152,6 +220,14 @@ class LocalRealtimeServer:
         self.read_ahead_bytes = read_ahead_bytes
         self.max_connections = max_connections
         self.connections_refused = 0
+        self.capacity = real_time_capacity(asr_processes)
+        """Simultaneous real-time speakers this machine serves with this ASR layout."""
+        if max_sessions is None and pace > 0:  # real time: serve no one late
+            max_sessions = self.capacity
+        self.max_sessions = max_sessions
+        self.sessions_refused = 0
+        self._lagging = 0
+        self._max_lag_ended = 0.0
         self.path = PATH
         self.sessions: set[LocalSession] = set()
         """The sessions currently connected."""
@@ -188,6 +264,33 @@ class LocalRealtimeServer:
     def url(self) -> str:
         """The full websocket URL clients connect to."""
         return self.base_uri + self.path
+
+    def metrics(self) -> ServerMetrics:
+        """Counters of what the server has done, and the worst lag so far."""
+        lags = [self._max_lag_ended, *(s.clock.max_lag_s for s in self.sessions)]
+        return ServerMetrics(
+            sessions=len(self.sessions),
+            sessions_served=self.sessions_served,
+            sessions_refused=self.sessions_refused,
+            connections_refused=self.connections_refused,
+            lagging_sessions=self._lagging,
+            max_lag_s=max(lags),
+            max_sessions=self.max_sessions,
+            capacity=self.capacity,
+            asr_workers_replaced=0 if self._asr_workers is None else self._asr_workers.replaced,
+        )
+
+    def _report_lag(self, session_id: str, lag_s: float) -> None:
+        self._lagging += 1
+        logger.warning(
+            "session %s is %.1f s behind its audio (over %g s): the server has more speakers "
+            "than it can serve at real time (%d sessions, capacity %d)",
+            session_id,
+            lag_s,
+            LAG_REPORT_S,
+            len(self.sessions),
+            self.capacity,
+        )
 
     async def drained(self) -> None:
         """Wait until no session is connected; each one that ended has freed what it held."""
@@ -242,6 +345,7 @@ class LocalRealtimeServer:
             heartbeat_s=self.heartbeat_s,
             idle_timeout_s=self.idle_timeout_s,
             read_ahead_bytes=self.read_ahead_bytes,
+            report_lag=self._report_lag,
         )
 
     async def close(self) -> None:
@@ -309,6 +413,9 @@ class LocalRealtimeServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert self._resources is not None  # set before the server listens
+        if self.max_sessions is not None and len(self.sessions) >= self.max_sessions:
+            await self._refuse(ws)
+            return
         session = LocalSession(ws, self._resources)
         self.sessions.add(session)
         self._no_sessions.clear()
@@ -321,9 +428,30 @@ class LocalRealtimeServer:
             await ws.close(1011, "internal error")
         finally:
             self.sessions.discard(session)
+            self._max_lag_ended = max(self._max_lag_ended, session.clock.max_lag_s)
             if not self.sessions:
                 self._no_sessions.set()
             logger.info("session %s ended (close code %s)", session.id, ws.close_code)
+
+    async def _refuse(self, ws: ServerConnection) -> None:
+        """Over ``max_sessions``: GLM's concurrency error, then "try again later"."""
+        self.sessions_refused += 1
+        logger.warning(
+            "refused a session from %s: %d in progress (max_sessions %d)",
+            ws.remote_address,
+            len(self.sessions),
+            self.max_sessions,
+        )
+        detail = ev.ErrorDetail(
+            type="rate_limit_error",
+            code="1302",
+            message=f"too many concurrent sessions: this server serves {self.max_sessions} "
+            "at once (max_sessions); try again later",
+        )
+        error = ev.ErrorEvent(type="error", event_id=new_id("event"), error=detail)
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(error.model_dump_json(exclude_none=True))
+        await ws.close(1013, "too many sessions; try again later")
 
 
 def _glm_refusal(status: HTTPStatus, code: str, message: str) -> Response:
