@@ -193,7 +193,8 @@ def _tree_rss_mb(root: int) -> float:
 
 
 def _server(args: argparse.Namespace, pace: float) -> Any:
-    from glm_local.server import LocalRealtimeServer, default_asr_processes
+    from glm_local.admission import default_asr_processes
+    from glm_local.server import LocalRealtimeServer
 
     options: dict[str, Any] = {"port": 0, "token": TOKEN, "pace": pace, "tts": args.tts}
     options["asr_processes"] = (

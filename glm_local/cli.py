@@ -18,13 +18,9 @@ from typing import Literal, cast
 
 import click
 
+from glm_local.admission import SPEAKERS_PER_ASR_CORE, default_asr_processes
 from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
-from glm_local.server import (
-    DEFAULT_IDLE_TIMEOUT_S,
-    SPEAKERS_PER_ASR_CORE,
-    LocalRealtimeServer,
-    default_asr_processes,
-)
+from glm_local.server import DEFAULT_IDLE_TIMEOUT_S, LocalRealtimeServer
 from glm_local.speech.asr_processes import MAX_PROCESSES
 
 __all__ = ["serve"]

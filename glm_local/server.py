@@ -31,31 +31,29 @@ waits for every session to end.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hmac
-import json
 import logging
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from glm_local.admission import (
+    ServerMetrics,
+    glm_http_refusal,
+    real_time_capacity,
+    refuse_session,
+)
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.inbox import DEFAULT_READ_AHEAD_BYTES
 from glm_local.lag import LAG_REPORT_S
-from glm_local.responder import new_id
 from glm_local.session import LocalSession, SessionResources
 from glm_local.speech.asr_processes import MAX_PROCESSES, RecognizerProcesses
 from glm_local.threads import BlockingWork
-from realtime import events as ev
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
 from realtime.logs import wire_logger
@@ -64,10 +62,6 @@ if TYPE_CHECKING:
     from glm_local.speech import Recognizer
 
 __all__ = [
-    "SPEAKERS_PER_ASR_CORE",
-    "ServerMetrics",
-    "default_asr_processes",
-    "real_time_capacity",
     "DEFAULT_IDLE_TIMEOUT_S",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_FRAME_BYTES",
@@ -81,49 +75,6 @@ DEFAULT_IDLE_TIMEOUT_S = 60.0
 """GLM closes a connection that streams nothing after ~8 s; local clients (tests, agents
 thinking between turns) pause longer, so the default is more patient."""
 DEFAULT_MAX_CONNECTIONS = 256
-SPEAKERS_PER_ASR_CORE = 4
-"""Real-time speakers one core of recognition serves with voice-to-voice p95 under 1.5 s
-(``python -m benchmarks local_backend``; see BENCHMARKS.md)."""
-
-
-def default_asr_processes() -> int:
-    """The ASR layout ``serve`` picks: one worker process per core, or in-process on one core.
-
-    Measured: from 4 simultaneous speakers up, workers serve more and faster; in-process,
-    pocketsphinx holds the GIL, so all recognition shares one core.
-    """
-    cores = os.cpu_count() or 1
-    return min(cores, MAX_PROCESSES) if cores > 1 else 0
-
-
-def real_time_capacity(asr_processes: int) -> int:
-    """How many simultaneous real-time speakers this machine serves with ``asr_processes``
-    (0: in-process, which recognises on one core whatever the count of cores)."""
-    cores = os.cpu_count() or 1
-    return SPEAKERS_PER_ASR_CORE * (min(asr_processes, cores) if asr_processes else 1)
-
-
-@dataclass(frozen=True)
-class ServerMetrics:
-    """What the server has done so far (:meth:`LocalRealtimeServer.metrics`)."""
-
-    sessions: int
-    """Sessions being served now."""
-    sessions_served: int
-    sessions_refused: int
-    """Refused over ``max_sessions`` (error 1302, close 1013)."""
-    connections_refused: int
-    """Refused at the handshake over ``max_connections`` (HTTP 429)."""
-    lagging_sessions: int
-    """Sessions that ran more than a second behind their audio at some point."""
-    max_lag_s: float
-    """The worst lag behind real time of any session so far."""
-    max_sessions: int | None
-    capacity: int
-    """Real-time speakers this machine serves (:func:`real_time_capacity`)."""
-    asr_workers_replaced: int
-
-
 logger = logging.getLogger(__name__)
 
 
@@ -401,10 +352,10 @@ class LocalRealtimeServer:
         if request.path.split("?", 1)[0] != self.path:
             return conn.respond(HTTPStatus.NOT_FOUND, f"no such path; use {self.path}\n")
         if not self._authorized(request.headers.get("Authorization")):
-            return _glm_refusal(HTTPStatus.UNAUTHORIZED, "1000", "authentication failed")
+            return glm_http_refusal(HTTPStatus.UNAUTHORIZED, "1000", "authentication failed")
         if self._server is not None and len(self._server.connections) >= self.max_connections:
             self.connections_refused += 1
-            return _glm_refusal(
+            return glm_http_refusal(
                 HTTPStatus.TOO_MANY_REQUESTS,
                 "1305",
                 f"too many connections: {self.max_connections} open (max_connections)",
@@ -414,7 +365,14 @@ class LocalRealtimeServer:
     async def _handle(self, ws: ServerConnection) -> None:
         assert self._resources is not None  # set before the server listens
         if self.max_sessions is not None and len(self.sessions) >= self.max_sessions:
-            await self._refuse(ws)
+            self.sessions_refused += 1
+            logger.warning(
+                "refused a session from %s: %d in progress (max_sessions %d)",
+                ws.remote_address,
+                len(self.sessions),
+                self.max_sessions,
+            )
+            await refuse_session(ws, self.max_sessions)
             return
         session = LocalSession(ws, self._resources)
         self.sessions.add(session)
@@ -432,31 +390,3 @@ class LocalRealtimeServer:
             if not self.sessions:
                 self._no_sessions.set()
             logger.info("session %s ended (close code %s)", session.id, ws.close_code)
-
-    async def _refuse(self, ws: ServerConnection) -> None:
-        """Over ``max_sessions``: GLM's concurrency error, then "try again later"."""
-        self.sessions_refused += 1
-        logger.warning(
-            "refused a session from %s: %d in progress (max_sessions %d)",
-            ws.remote_address,
-            len(self.sessions),
-            self.max_sessions,
-        )
-        detail = ev.ErrorDetail(
-            type="rate_limit_error",
-            code="1302",
-            message=f"too many concurrent sessions: this server serves {self.max_sessions} "
-            "at once (max_sessions); try again later",
-        )
-        error = ev.ErrorEvent(type="error", event_id=new_id("event"), error=detail)
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(error.model_dump_json(exclude_none=True))
-        await ws.close(1013, "too many sessions; try again later")
-
-
-def _glm_refusal(status: HTTPStatus, code: str, message: str) -> Response:
-    """An HTTP answer to the upgrade with GLM's error body."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    headers = Headers([("Content-Type", "application/json")])
-    headers["Content-Length"] = str(len(body))
-    return Response(status.value, status.phrase, headers, body)

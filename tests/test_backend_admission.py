@@ -14,12 +14,12 @@ from realtime.errors import ConfigError, ConnectionClosed
 from realtime.session import SessionConfig, TurnDetection
 
 try:
-    from glm_local.server import (
+    from glm_local.admission import (
         SPEAKERS_PER_ASR_CORE,
-        LocalRealtimeServer,
         default_asr_processes,
         real_time_capacity,
     )
+    from glm_local.server import LocalRealtimeServer
     from glm_local.speech import PocketSphinxModel
     from tests.local_utils import Client, goforward, silence, wav_file
 
