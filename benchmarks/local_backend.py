@@ -46,6 +46,7 @@ AUDIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audio"
 TOKEN = "bench-id.bench-secret"
 RATE = 16000
 PACKET_MS = 100
+TURN_TIMEOUT_S = 120.0
 
 
 def _clips() -> list[bytes]:
@@ -118,6 +119,7 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
     await asyncio.sleep(index * args.stagger_ms / 1000 / max(args.n, 1))
     client = _Client()
     v2v: list[float] = []
+    timed_out = False
     async with connect(url, api_key=TOKEN) as conn:
 
         async def read() -> None:
@@ -128,7 +130,7 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
                         client.changed.notify_all()
 
         reader = asyncio.create_task(read(), name=f"bench:read:{index}")
-        async with asyncio.timeout(120), client.changed:
+        async with asyncio.timeout(TURN_TIMEOUT_S), client.changed:
             await client.changed.wait_for(
                 lambda: any(e.type in ("session.created", "error") for _, e in client.events)
             )
@@ -151,8 +153,12 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
                 if k * PACKET_MS < turn.speech_ms:
                     last_speech_at = client.sent_at[-1]
             seen = len(client.events)
-            async with asyncio.timeout(120), client.changed:
-                await client.changed.wait_for(lambda: client.settled(stops) or reader.done())  # noqa: B023
+            try:
+                async with asyncio.timeout(TURN_TIMEOUT_S), client.changed:
+                    await client.changed.wait_for(lambda: client.settled(stops) or reader.done())  # noqa: B023
+            except TimeoutError:  # past capacity: counted, and this speaker gives up
+                timed_out = True
+                break
             first_audio = next(
                 (at for at, e in client.events[seen:] if e.type == "response.audio.delta"), None
             )
@@ -164,7 +170,7 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
         for at, e in client.events
         if e.type == "input_audio_buffer.speech_stopped"
     ]
-    return {"refused": client.refused, "v2v": v2v, "lag": lags, "audio_s": len(client.sent_at) / 10}
+    return {"refused": client.refused, "v2v": v2v, "lag": lags, "timed_out": timed_out}
 
 
 def _tree_rss_mb(root: int) -> float:
@@ -219,6 +225,7 @@ async def _speakers_run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "offered": args.n,
         "refused": sum(r["refused"] for r in results),
+        "timed_out": sum(r["timed_out"] for r in results),
         "v2v": [t for r in results for t in r["v2v"]],
         "lag": [t for r in results for t in r["lag"]],
         "lagging": metrics.lagging_sessions,
@@ -252,14 +259,16 @@ def _ms(values: list[float], q: float) -> str:
 
 def _speakers_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| speakers offered | admitted | refused | replies | voice-to-voice p50 / p95 / max ms "
+        f"| speakers offered | admitted | refused | replies | gave up (no reply in "
+        f"{TURN_TIMEOUT_S:g} s) | voice-to-voice p50 / p95 / max ms "
         "| lag p50 / p95 / max ms | server: sessions > 1 s behind | CPU share | tree RSS MB |",
-        "|---:|---:|---:|---:|---|---|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
         v2v, lag = r["v2v"], r["lag"]
         lines.append(
             f"| {r['offered']} | {r['offered'] - r['refused']} | {r['refused']} | {len(v2v)} "
+            f"| {r['timed_out']} "
             f"| {_ms(v2v, 0.5)} / {_ms(v2v, 0.95)} / {_ms(v2v, 1)} "
             f"| {_ms(lag, 0.5)} / {_ms(lag, 0.95)} / {_ms(lag, 1)} "
             f"| {r['lagging']} | {r['cpu_share']:.0%} | {r['rss_mb']:.0f} |"

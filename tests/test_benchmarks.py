@@ -55,8 +55,8 @@ def test_local_backend_benchmark_answers_a_turn() -> None:
     out = bench(
         "local_backend", "--sessions", "1", "--turns", "1", "--rounds", "1", "--round-sessions", "1"
     ).stdout
-    # one speaker offered, admitted, none refused, one reply with a voice-to-voice time
-    assert re.search(r"^\| 1 \| 1 \| 0 \| 1 \| \d+ / \d+ / \d+ \|", out, re.M), out
+    # one speaker offered, admitted, none refused, one reply, none given up, its time
+    assert re.search(r"^\| 1 \| 1 \| 0 \| 1 \| 0 \| \d+ / \d+ / \d+ \|", out, re.M), out
     assert re.search(r"^\| 1 \| 1 \| \d+ \| 0 \|$", out, re.M), out  # no recogniser left
 
 
