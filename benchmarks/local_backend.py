@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import asr_accuracy
+
 AUDIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audio"
 TOKEN = "bench-id.bench-secret"
 RATE = 16000
@@ -308,6 +310,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-sessions", type=int, default=None, help="default: the server's")
     parser.add_argument("--rounds", type=int, default=3, help="memory: rounds of sessions")
     parser.add_argument("--round-sessions", type=int, default=8, help="memory: sessions a round")
+    parser.add_argument(
+        "--wer-sets",
+        default=",".join(asr_accuracy.SETS),
+        help="recogniser WER sets at the end ('': none)",
+    )
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)  # one speakers run
     parser.add_argument("--rounds-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -339,4 +346,5 @@ def main(argv: list[str]) -> int:
         )
         print(_rounds_table(rounds))
     # Further sections (WER by engine, ...) go below, each printing its own "## ..." table.
+    print(asr_accuracy.report(args.wer_sets.split(",")) if args.wer_sets else "")
     return 0

@@ -31,7 +31,6 @@ waits for every session to end.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
 import logging
 from collections.abc import Callable
@@ -53,6 +52,12 @@ from glm_local.inbox import DEFAULT_READ_AHEAD_BYTES
 from glm_local.lag import LAG_REPORT_S
 from glm_local.session import LocalSession, SessionResources
 from glm_local.speech.asr_processes import MAX_PROCESSES, RecognizerProcesses
+from glm_local.speech.recognizers import (
+    RecognizerName,
+    check_recognizer_installed,
+    check_recognizer_name,
+    recognizer_factory,
+)
 from glm_local.threads import BlockingWork
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
@@ -81,14 +86,6 @@ logger = logging.getLogger(__name__)
 _wire_logger = wire_logger("glm_local.websockets")
 
 
-def _in_process_recognizers() -> Callable[[], Recognizer]:
-    from glm_local.speech import PocketSphinxModel, PocketSphinxRecognizer
-
-    model = PocketSphinxModel.default()
-    # No partial hypotheses: nothing sends them, and each costs a search backtrace.
-    return functools.partial(PocketSphinxRecognizer, model, partial_interval_ms=None)
-
-
 class LocalRealtimeServer:
     """A GLM-Realtime server on offline speech parts; an async context manager.
 
@@ -106,6 +103,10 @@ class LocalRealtimeServer:
             on threads). pocketsphinx holds the GIL, so in-process recognition of concurrent
             sessions shares one core; with workers it uses as many cores as there are
             workers, at ~140 MB (with one recogniser) and ~0.3 s of start-up each.
+        asr: the recogniser: ``"pocketsphinx"`` (streaming, light, weak on open speech and
+            synthetic voices) or ``"whisper"`` (the whisper extra: 5-10x fewer errors, but
+            ~1 s of decoding after each utterance and ~450 MB installed); see
+            :mod:`glm_local.speech.recognizers`.
         idle_timeout_s: close a connection after this long with nothing received and
             nothing but heartbeats sent (None: never).
         read_ahead_bytes: most bytes of frames a session holds before it has handled them.
@@ -126,6 +127,7 @@ class LocalRealtimeServer:
         engine: ReplyEngine | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         asr_processes: int = 0,
+        asr: RecognizerName = "pocketsphinx",
         idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
         read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -158,7 +160,8 @@ class LocalRealtimeServer:
                 f"asr_processes must be an int in 0..{MAX_PROCESSES} (0: in this process), "
                 f"got {asr_processes!r}"
             )
-        self._asr_workers = RecognizerProcesses(asr_processes) if asr_processes else None
+        self.asr = check_recognizer_name(asr)
+        self._asr_workers = RecognizerProcesses(asr_processes, asr) if asr_processes else None
         self.host = host
         self._requested_port = port
         self._token = token
@@ -282,8 +285,10 @@ class LocalRealtimeServer:
     def _load_resources(self) -> SessionResources:
         from glm_local.speech import make_synthesizer
 
+        check_recognizer_installed(self.asr)  # before starting workers that would need it
+        new_recognizer: Callable[[], Recognizer]
         if self._asr_workers is None:
-            new_recognizer = _in_process_recognizers()
+            new_recognizer = recognizer_factory(self.asr)
         else:
             self._asr_workers.start()
             new_recognizer = self._asr_workers.recognizer

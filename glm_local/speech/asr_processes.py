@@ -1,4 +1,4 @@
-"""Pocketsphinx recognisers in worker processes, so concurrent sessions decode on every core.
+"""Recognisers in worker processes, so concurrent sessions decode on every core.
 
 pocketsphinx holds the GIL while it decodes, so the recognisers of concurrent sessions in one
 process share one core however many threads call them. :class:`RecognizerProcesses` starts
@@ -6,14 +6,16 @@ process share one core however many threads call them. :class:`RecognizerProcess
 objects that implement :class:`~glm_local.speech.asr.Recognizer` by forwarding every call to
 a worker over a socket. The calling thread waits on the socket without the GIL, so sessions
 on different workers decode at the same time. A new recogniser goes to the ready worker
-holding the fewest.
+holding the fewest. Whisper works the same way (``asr="whisper"``), but gains little from it:
+it computes without the GIL, on every core, in the server process too, and each worker
+holds its own copy of the model (~300 MB more).
 
 A worker that dies (crash, OOM kill) is taken out of rotation when it is next chosen or
 its socket fails: a replacement process starts in its place, and a new recogniser whose
 worker turns out dead is made on another one, so new sessions do not see the failure.
 Recognisers that lived in the dead worker raise :class:`WorkerDied` on their next call.
 
-Workers are ``python -m glm_local.speech.asr_processes FD`` subprocesses talking pickled
+Workers are ``python -m glm_local.speech.asr_processes FD ENGINE`` subprocesses talking pickled
 messages over a socket pair, not ``multiprocessing`` processes: spawning those re-imports the
 caller's ``__main__``, which breaks scripts without an ``if __name__ == "__main__"`` guard.
 A worker exits when its socket closes, so it never outlives the server.
@@ -39,9 +41,13 @@ import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from glm_local.speech.recognizers import RecognizerName, check_recognizer_name, recognizer_factory
 from realtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from glm_local.speech.asr import Recognizer
 
 __all__ = ["MAX_PROCESSES", "RecognizerProcesses", "RemoteRecognizer", "WorkerDied"]
 
@@ -58,13 +64,13 @@ class WorkerDied(RuntimeError):
     """A recogniser's worker process is gone (crashed or closed); the recogniser is dead."""
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, asr: RecognizerName) -> None:
     """A worker's main loop: one model, many recognisers, one request at a time."""
     from glm_local.speech._memory import return_freed_memory
-    from glm_local.speech.asr import PocketSphinxModel, PocketSphinxRecognizer, live_recognizers
+    from glm_local.speech.asr import live_recognizers
 
-    model = PocketSphinxModel.default()
-    recognizers: dict[int, PocketSphinxRecognizer] = {}
+    new_recognizer = recognizer_factory(asr)
+    recognizers: dict[int, Recognizer] = {}
     conn.send(("ready", None))
     while True:
         try:
@@ -74,8 +80,7 @@ def _serve(conn: Connection) -> None:
         result: Any = None
         try:
             if op == "new":
-                # No partial hypotheses: nothing sends them, and each costs a backtrace.
-                recognizers[rid] = PocketSphinxRecognizer(model, partial_interval_ms=None)
+                recognizers[rid] = new_recognizer()
             elif op == "close":
                 recognizer = recognizers.pop(rid, None)
                 if recognizer is not None:
@@ -93,7 +98,7 @@ def _serve(conn: Connection) -> None:
             conn.send(("ok", result))
 
 
-def _start_worker(index: int) -> _Worker:
+def _start_worker(index: int, asr: RecognizerName) -> _Worker:
     ours, theirs = socket.socketpair()
     # The worker imports this package from wherever this process found it.
     root = str(Path(__file__).resolve().parents[2])
@@ -104,7 +109,7 @@ def _start_worker(index: int) -> _Worker:
     try:
         with theirs:
             process = subprocess.Popen(
-                [sys.executable, "-m", "glm_local.speech.asr_processes", str(theirs.fileno())],
+                [sys.executable, "-m", "glm_local.speech.asr_processes", str(theirs.fileno()), asr],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 env=env,
@@ -229,14 +234,16 @@ class RecognizerProcesses:
     Args:
         processes: How many workers (1..64); each holds the LM and its recognisers'
             decoders (~35-45 MB each).
+        asr: The engine the workers run (see :mod:`glm_local.speech.recognizers`).
     """
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, asr: RecognizerName = "pocketsphinx") -> None:
         if isinstance(processes, bool) or not isinstance(processes, int):
             raise ConfigError(f"asr_processes must be an int, got {processes!r}")
         if not 1 <= processes <= MAX_PROCESSES:
             raise ConfigError(f"asr_processes must be in 1..{MAX_PROCESSES}, got {processes}")
         self.processes = processes
+        self.asr = check_recognizer_name(asr)
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
         self._assign = threading.Lock()
@@ -257,7 +264,7 @@ class RecognizerProcesses:
             raise RuntimeError("the ASR workers are already started")
         try:
             for index in range(self.processes):
-                self._workers.append(_start_worker(index))
+                self._workers.append(_start_worker(index, self.asr))
             for worker in self._workers:
                 if not worker.wait_ready(_START_TIMEOUT_S):
                     raise WorkerDied(f"ASR worker {worker.index} did not start in time")
@@ -306,7 +313,7 @@ class RecognizerProcesses:
                 worker.process.poll(),
             )
             _stop(worker)
-            self._workers[position] = _start_worker(worker.index)
+            self._workers[position] = _start_worker(worker.index, self.asr)
             self.replaced += 1
 
     def live_recognizers(self) -> int:
@@ -361,5 +368,5 @@ def _stop(worker: _Worker) -> None:
         worker.process.wait(_EXIT_TIMEOUT_S)
 
 
-if __name__ == "__main__":  # a worker: python -m glm_local.speech.asr_processes FD
-    _serve(Connection(int(sys.argv[1])))
+if __name__ == "__main__":  # a worker: python -m glm_local.speech.asr_processes FD ENGINE
+    _serve(Connection(int(sys.argv[1])), check_recognizer_name(sys.argv[2]))
