@@ -146,7 +146,8 @@ class LocalSession:
         """Close the connection once neither side has said anything for ``limit`` s."""
         while True:
             wait = max(self.inbox.heard_at, self._active_at) + limit - time.monotonic()
-            if wait > 0 or len(self.inbox):  # frames still waiting: the client is not idle
+            # Frames still waiting, or a reply being made: the connection is not idle.
+            if wait > 0 or len(self.inbox) or self._responder.active is not None:
                 await asyncio.sleep(wait if wait > 0 else limit)
                 continue
             logger.info("session %s: idle for %g s; closing it", self.id, limit)

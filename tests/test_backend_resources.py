@@ -101,8 +101,9 @@ async def test_a_connection_that_says_nothing_is_closed_after_the_idle_timeout()
 
 
 async def test_a_connection_listening_to_a_reply_is_not_idle() -> None:
-    """The idle clock runs from the last event either side sent (heartbeats aside): a reply
-    longer than the timeout is heard to its end, and only then is the connection closed."""
+    """The idle clock runs from the last event either side sent (heartbeats aside) and stops
+    while a reply is being made: a reply longer than the timeout is heard to its end, and
+    only then is the connection closed."""
     greeting = GreetingConfig(enable=True, content="Hello. This reply lasts a few seconds.")
     async with LocalRealtimeServer(
         port=0, token=TOKEN, pace=1.0, idle_timeout_s=0.5, heartbeat_s=0.1
