@@ -5,10 +5,15 @@ process share one core however many threads call them. :class:`RecognizerProcess
 ``processes`` workers, each loading the model once, and hands out :class:`RemoteRecognizer`
 objects that implement :class:`~glm_local.speech.asr.Recognizer` by forwarding every call to
 a worker over a socket. The calling thread waits on the socket without the GIL, so sessions
-on different workers decode at the same time. A new recogniser goes to the worker holding
-the fewest. Whisper works the same way (``asr="whisper"``), but gains little from it:
+on different workers decode at the same time. A new recogniser goes to the ready worker
+holding the fewest. Whisper works the same way (``asr="whisper"``), but gains little from it:
 it computes without the GIL, on every core, in the server process too, and each worker
 holds its own copy of the model (~300 MB more).
+
+A worker that dies (crash, OOM kill) is taken out of rotation when it is next chosen or
+its socket fails: a replacement process starts in its place, and a new recogniser whose
+worker turns out dead is made on another one, so new sessions do not see the failure.
+Recognisers that lived in the dead worker raise :class:`WorkerDied` on their next call.
 
 Workers are ``python -m glm_local.speech.asr_processes FD ENGINE`` subprocesses talking pickled
 messages over a socket pair, not ``multiprocessing`` processes: spawning those re-imports the
@@ -52,6 +57,7 @@ MAX_PROCESSES = 64
 """The most ASR workers one server may start."""
 _START_TIMEOUT_S = 60.0  # importing pocketsphinx and loading the LM, on a slow machine
 _EXIT_TIMEOUT_S = 5.0
+_REAP_TIMEOUT_S = 1.0  # a worker whose socket failed, for its exit code
 
 
 class WorkerDied(RuntimeError):
@@ -124,19 +130,54 @@ class _Worker:
         self.lock = threading.Lock()  # one round trip at a time on the socket
         self._count_lock = threading.Lock()
         self.recognizers = 0  # held here; new recognisers go to the worker with fewest
+        self.ready = False  # its "ready" message has been read
+        self.failed = False  # its socket failed: gone, whatever poll() says yet
+
+    @property
+    def alive(self) -> bool:
+        return not self.failed and self.process.poll() is None
 
     def count(self, delta: int) -> None:
         with self._count_lock:
             self.recognizers += delta
 
-    def call(self, op: str, rid: int, arg: bytes | None = None) -> Any:
+    def _gone(self) -> WorkerDied:
+        self.failed = True
+        with contextlib.suppress(subprocess.TimeoutExpired):  # its socket closed as it died
+            self.process.wait(_REAP_TIMEOUT_S)
+        return WorkerDied(f"ASR worker {self.index} is gone (exit code {self.process.poll()})")
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Read the worker's "ready" message if it comes within ``timeout`` s.
+
+        Raises:
+            WorkerDied: the worker exited or failed to load.
+        """
         with self.lock:
+            if self.ready:
+                return True
+            try:
+                if not self.conn.poll(timeout):
+                    return False
+                status, _ = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                raise self._gone() from exc
+            if status != "ready":
+                raise self._gone()
+            self.ready = True
+            return True
+
+    def call(self, op: str, rid: int, arg: bytes | None = None) -> Any:
+        if not self.wait_ready(_START_TIMEOUT_S):
+            raise WorkerDied(f"ASR worker {self.index} did not start in time")
+        with self.lock:
+            if self.failed:
+                raise self._gone()
             try:
                 self.conn.send((op, rid, arg))
                 status, value = self.conn.recv()
             except (EOFError, OSError) as exc:
-                code = self.process.poll()
-                raise WorkerDied(f"ASR worker {self.index} is gone (exit code {code})") from exc
+                raise self._gone() from exc
         if status == "error":
             raise RuntimeError(f"ASR worker {self.index}: {value}")
         return value
@@ -206,6 +247,8 @@ class RecognizerProcesses:
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
         self._assign = threading.Lock()
+        self.replaced = 0
+        """Workers found dead and replaced."""
 
     def __repr__(self) -> str:
         return f"<RecognizerProcesses {len(self._workers)}/{self.processes} running>"
@@ -223,11 +266,8 @@ class RecognizerProcesses:
             for index in range(self.processes):
                 self._workers.append(_start_worker(index, self.asr))
             for worker in self._workers:
-                if not worker.conn.poll(_START_TIMEOUT_S):
+                if not worker.wait_ready(_START_TIMEOUT_S):
                     raise WorkerDied(f"ASR worker {worker.index} did not start in time")
-                status, _ = worker.conn.recv()
-                if status != "ready":
-                    raise WorkerDied(f"ASR worker {worker.index} failed to start")
         except BaseException as exc:
             self.close()  # the workers started so far
             if isinstance(exc, (EOFError, OSError, ValueError)):  # ValueError: no pass_fds
@@ -236,37 +276,63 @@ class RecognizerProcesses:
         logger.info("%d ASR worker process(es) ready", self.processes)
 
     def recognizer(self) -> RemoteRecognizer:
-        """A new recogniser on the worker holding the fewest (blocking: ~0.25 s there)."""
+        """A new recogniser on the ready worker holding the fewest (blocking: ~0.25 s
+        there); a worker found dead is replaced and the recogniser made on another.
+
+        Raises:
+            WorkerDied: no worker could make it (each one tried died, or none starts).
+        """
         if not self._workers:
             raise RuntimeError("the ASR workers are not started")
-        with self._assign:
-            worker = min(self._workers, key=lambda w: w.recognizers)
-            worker.count(+1)
-            rid = next(self._ids)
-        try:
-            worker.call("new", rid)
-        except BaseException:
-            worker.count(-1)
-            raise
-        return RemoteRecognizer(worker, rid)
+        for _ in range(self.processes + 1):
+            with self._assign:
+                self._replace_dead()
+                worker = min(self._workers, key=_preference)
+                worker.count(+1)
+                rid = next(self._ids)
+            try:
+                worker.call("new", rid)
+            except WorkerDied:
+                worker.count(-1)
+                continue  # replaced on the next round
+            except BaseException:
+                worker.count(-1)
+                raise
+            return RemoteRecognizer(worker, rid)
+        raise WorkerDied(f"no ASR worker could make a recogniser ({self.replaced} replaced)")
+
+    def _replace_dead(self) -> None:
+        """Start a new process for each worker that is gone (under ``_assign``)."""
+        for position, worker in enumerate(self._workers):
+            if worker.alive:
+                continue
+            logger.warning(
+                "ASR worker %d (pid %d) is gone (exit code %s); starting a replacement",
+                worker.index,
+                worker.process.pid,
+                worker.process.poll(),
+            )
+            _stop(worker)
+            self._workers[position] = _start_worker(worker.index, self.asr)
+            self.replaced += 1
 
     def live_recognizers(self) -> int:
-        """How many recognisers the workers hold, as each counts them (blocking)."""
-        return sum(int(worker.call("live", -1)) for worker in list(self._workers))
+        """How many recognisers the live workers hold, as each counts them (blocking)."""
+        total = 0
+        for worker in list(self._workers):
+            with contextlib.suppress(WorkerDied):
+                total += int(worker.call("live", -1))
+        return total
 
     def close(self) -> None:
         """Stop every worker (closing its socket ends it; terminated if it lingers)."""
-        workers, self._workers = self._workers, []
-        for worker in workers:
+        with self._assign:
+            workers, self._workers = self._workers, []
+        for worker in workers:  # all sockets first, so that the workers exit together
             with worker.lock:
                 worker.conn.close()
         for worker in workers:
-            try:
-                worker.process.wait(_EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                logger.warning("ASR worker %d did not exit; killing it", worker.index)
-                worker.process.kill()
-                worker.process.wait(_EXIT_TIMEOUT_S)
+            _stop(worker)
 
     def __enter__(self) -> RecognizerProcesses:
         self.start()
@@ -279,6 +345,27 @@ class RecognizerProcesses:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _preference(worker: _Worker) -> tuple[bool, int]:
+    """Ready workers first (a replacement still loading would keep a session waiting),
+    then the fewest recognisers."""
+    if not worker.ready:
+        with contextlib.suppress(WorkerDied):
+            worker.wait_ready(0)
+    return (not worker.ready, worker.recognizers)
+
+
+def _stop(worker: _Worker) -> None:
+    """Close the worker's socket and wait for it to exit (killed if it lingers)."""
+    with worker.lock:
+        worker.conn.close()
+    try:
+        worker.process.wait(_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        logger.warning("ASR worker %d did not exit; killing it", worker.index)
+        worker.process.kill()
+        worker.process.wait(_EXIT_TIMEOUT_S)
 
 
 if __name__ == "__main__":  # a worker: python -m glm_local.speech.asr_processes FD ENGINE
