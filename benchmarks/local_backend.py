@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from realtime.compat import timeout
+
 AUDIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audio"
 TOKEN = "bench-id.bench-secret"
 RATE = 16000
@@ -110,7 +112,7 @@ async def _session(url: str, index: int, clips: list[list[str]], args: argparse.
                     if delay > 0:
                         await asyncio.sleep(delay)
                 await conn.send(ev.InputAudioBufferAppend(audio=packet))
-            async with asyncio.timeout(120), log.changed:
+            async with timeout(120), log.changed:
                 await log.changed.wait_for(
                     lambda: (
                         log.count("input_audio_buffer.speech_stopped") > stops  # noqa: B023

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,7 @@ from glm_realtime.host.graph import load_graph, read_app_property
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.nodes import FileSource, TranscriptCollector
 from glm_realtime.voice_session import SessionState
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover
-    from async_timeout import timeout as _timeout
+from realtime.compat import TIMEOUT_ERRORS, timeout
 
 __all__ = ["DEFAULT_GRAPH", "TurnReport", "prepare_app", "run_turn"]
 
@@ -127,10 +122,10 @@ async def run_turn(
         collector: TranscriptCollector | None = _first(runner, TranscriptCollector)
         assert glm.session is not None
         try:
-            async with _timeout(timeout_s):
+            async with timeout(timeout_s):
                 await source.finished.wait()
                 await glm.session.wait_settled(1)
-        except TimeoutError as exc:
+        except TIMEOUT_ERRORS as exc:
             raise TurnError(f"no complete reply within {timeout_s:g} s") from exc
         finally:
             if collector is not None:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from glm_realtime.handler import SessionHandler, ToolOutcome
+from realtime.compat import TIMEOUT_ERRORS
 
 __all__ = ["ToolCalls"]
 
@@ -49,7 +50,7 @@ class ToolCalls:
             outcome = await asyncio.wait_for(
                 self._handler.call_tool(name, arguments), self.timeout_s
             )
-        except TimeoutError:
+        except TIMEOUT_ERRORS:
             outcome = ToolOutcome.failure(f"tool {name} timed out after {self.timeout_s:g} s")
         except Exception as exc:  # noqa: BLE001 - any tool failure goes back to the model
             outcome = ToolOutcome.failure(f"tool {name} failed: {exc}")

@@ -15,9 +15,9 @@ one. Nothing is opened until the ``connect`` object is awaited or entered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import sys
 import time
 from collections.abc import Generator, Mapping
 from types import TracebackType
@@ -30,6 +30,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from realtime.auth import make_jwt
 from realtime.client_events import ClientEventBase, audio_append_json
+from realtime.compat import TIMEOUT_ERRORS, timeout
 from realtime.errors import (
     AuthenticationError,
     ConfigError,
@@ -43,11 +44,6 @@ from realtime.errors import (
 )
 from realtime.events import InvalidEvent, ServerEvent, describe, parse_server_event
 from realtime.logs import wire_logger
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover - exercised on 3.10 only
-    from async_timeout import timeout as _timeout
 
 __all__ = ["DEFAULT_URL", "Connection", "connect"]
 
@@ -133,9 +129,9 @@ class Connection:
             if self.idle_timeout is None:
                 frame = await self._ws.recv()
             else:
-                async with _timeout(self.idle_timeout):
+                async with timeout(self.idle_timeout):
                     frame = await self._ws.recv()
-        except TimeoutError as exc:
+        except TIMEOUT_ERRORS as exc:
             logger.warning("! no frame for %.1f s, closing", self.idle_timeout or 0)
             await self._ws.close(1011, "idle timeout")
             raise IdleTimeout(self.idle_timeout or 0.0) from exc
@@ -263,7 +259,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
             raise ConfigError(f"invalid url: {exc}") from exc
         except InvalidHandshake as exc:
             raise ConnectError(f"websocket handshake failed: {exc}") from exc
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConnectError(f"cannot reach {self.url}: {exc!r}") from exc
         handshake_s = time.monotonic() - started
         logger.info("= connected to %s in %.0f ms", self.url, handshake_s * 1000)

@@ -5,7 +5,6 @@ No sleeps: every wait reads events until one matches, under a timeout.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import wave
@@ -16,6 +15,7 @@ import numpy as np
 
 from realtime import events as ev
 from realtime.audio import UplinkPacker
+from realtime.compat import timeout as time_limit
 from realtime.connection import Connection
 from tests.speech_utils import AUDIO, RATE, in_room, load_wav
 
@@ -76,7 +76,7 @@ class Client:
 
     async def until(self, predicate: Callable[[Any], bool], timeout: float = STEP_TIMEOUT) -> Any:
         """Read events until one satisfies ``predicate``; return it."""
-        async with asyncio.timeout(timeout):
+        async with time_limit(timeout):
             while True:
                 event = await self.conn.recv()
                 self.events.append(event)
