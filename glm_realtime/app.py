@@ -20,7 +20,7 @@ from glm_realtime.extension import GLMRealtimeExtension
 from glm_realtime.host.graph import load_graph, read_app_property
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.nodes import FileSource, TranscriptCollector
-from glm_realtime.voice_session import SessionState
+from glm_realtime.session import SessionState
 from realtime.compat import TIMEOUT_ERRORS, timeout
 
 __all__ = ["DEFAULT_GRAPH", "TurnReport", "prepare_app", "run_turn"]

@@ -191,6 +191,8 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         ping_interval: websocket pings; off by default because GLM's heartbeat plus the
             idle timeout is the documented liveness signal, and strict pings closed healthy
             sessions in peer SDKs.
+        close_timeout: seconds :meth:`Connection.close` waits for the peer's half of the
+            closing handshake before dropping the TCP connection.
     """
 
     def __init__(
@@ -204,6 +206,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         open_timeout: float = 10.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         ping_interval: float | None = None,
+        close_timeout: float = 10.0,
     ) -> None:
         if (api_key is None) == (jwt_secret is None):
             raise ConfigError("pass exactly one of api_key or jwt_secret")
@@ -224,6 +227,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         self._open_timeout = open_timeout
         self._max_frame_bytes = max_frame_bytes
         self._ping_interval = ping_interval
+        self._close_timeout = close_timeout
         self._connection: Connection | None = None
 
     def __repr__(self) -> str:
@@ -245,6 +249,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
                 additional_headers={"Authorization": f"Bearer {self._token()}"},
                 open_timeout=self._open_timeout,
                 ping_interval=self._ping_interval,
+                close_timeout=self._close_timeout,
                 ping_timeout=None if self._ping_interval is None else self._ping_interval * 3,
                 max_size=self._max_frame_bytes,
                 logger=_wire_logger,
