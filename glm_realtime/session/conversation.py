@@ -116,6 +116,7 @@ class Conversation:
         self._gens = itertools.count(1)
         self._greet_pending = self._greeted = False
         self._commit_pending = False
+        self._create_due = False  # a response.create waits for the live response to end
         self._answer_due = False
         self._history_text = ""
         self._out: list[Effect] = []
@@ -201,7 +202,7 @@ class Conversation:
 
     def _lost(self, error: BaseException | None) -> None:
         self.live_gen = None
-        self.ready = False
+        self.ready = self._create_due = False
         cut = self.responses.connection_lost()
         if cut is not None:
             # The reply was cut by the network: close its segment, keep what was said.
@@ -322,6 +323,8 @@ class Conversation:
         rate = self.config.sample_rate
         self._emit(MetricsOut(response.metrics(self.clock(), info.status, info.usage, rate)))
         self._follow_up(response)
+        if self._create_due:
+            self._send_create()
         if self._answer_due:
             self._answer_from_memory()
 
@@ -329,6 +332,8 @@ class Conversation:
         self._emit(FlushOut())
         self.calls.supersede_all()
         self._answer_due = False
+        if self._create_due:  # never sent: nothing to cancel
+            self._create_due = self.responses.requested = False
         response = self.responses.interrupt()
         if response is None:
             return
@@ -357,6 +362,14 @@ class Conversation:
 
     def _request_response(self) -> None:
         self.responses.request()
+        self._send_create()
+
+    def _send_create(self) -> None:
+        # Never over a live response: GLM refuses it ("already has an active response").
+        if self.responses.active is not None:
+            self._create_due = True
+            return
+        self._create_due = False
         self._emit(Send(ev.ResponseCreate()))
 
     # --------------------------------------------------------------------- tools
@@ -403,7 +416,7 @@ class Conversation:
         # One response.create after every output of the response is in: several would
         # race into "conversation already has an active response".
         if self.responses.follow_up_due(response):
-            self._emit(Send(ev.ResponseCreate()))
+            self._send_create()
 
     def _remember_tool(self, call: PendingCall, outcome: ToolOutcome) -> None:
         self._remember("assistant", f"[tool {call.name}({call.arguments}) -> {outcome.output}]")

@@ -173,30 +173,26 @@ class ResponseTracker:
         return self.start(response_id)
 
     def interrupt(self) -> ResponseState | None:
-        """Barge-in: the active response is interrupted and stale, a pending request cancelled.
+        """Barge-in: every live response is interrupted and stale, a pending request cancelled.
 
-        Returns the interrupted response, if one was playing. Tool follow-ups still owed
-        are dropped: they would answer the old question over the new turn.
+        Returns the response that was playing, if any. Tool follow-ups still owed are
+        dropped: they would answer the old question over the new turn.
         """
         if self.requested:
             self.requested = False
             self._cancel_requested = True
-        for response_id in self._awaiting_followup:
-            held = self._live.pop(response_id, None)
-            if held is not None:
-                held.interrupted = True
         self._awaiting_followup.clear()
-        response = self.active
-        if response is None or response.done:
-            return None
-        response.interrupted = True
-        self._stale.add(response.id)
-        self._live.pop(response.id, None)
-        self._interrupted[response.id] = response
+        playing = self.active if self.active is not None and not self.active.done else None
+        for response in self._live.values():
+            response.interrupted = True
+            self._stale.add(response.id)
+            if not response.done:  # its response.done is still to come, with its metrics
+                self._interrupted[response.id] = response
         while len(self._interrupted) > self._stale.limit:
             self._interrupted.popitem(last=False)
+        self._live.clear()
         self.active = None
-        return response
+        return playing
 
     def finish(self, response_id: str) -> ResponseState:
         """``response.done``: the response (a placeholder if never seen) is done and stale."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from realtime import events as ev
@@ -61,6 +62,13 @@ class ToolCallBook:
 
     def __len__(self) -> int:
         return len(self._calls)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._calls)
+
+    def get(self, seq: int) -> PendingCall | None:
+        """The call ``seq`` if it is still in flight."""
+        return self._calls.get(seq)
 
     def add(
         self, event: ev.ResponseFunctionCallArgumentsDone, response: ResponseState, gen: int | None
