@@ -26,7 +26,7 @@ from glm_realtime.host.registry import Addon, AddonRegistry
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.host.testing import Probe
 from realtime.compat import timeout
-from tests.fake_glm import STEP_TIMEOUT, Expect, FakeConnection, FakeGLMServer, Send, Step
+from tests.fake_glm import STEP_TIMEOUT, Call, Expect, FakeConnection, FakeGLMServer, Send, Step
 
 KEY = "test-id.test-secret"
 _T = TypeVar("_T")
@@ -336,6 +336,27 @@ def until_tools(count: int) -> Callable[[FakeConnection], Awaitable[None]]:
                 return
 
     return wait
+
+
+def waits_for(event: asyncio.Event) -> Step:
+    """A script step that holds the server until the test sets ``event``."""
+
+    async def wait(fake: FakeConnection) -> None:
+        await event.wait()
+
+    return Call(wait)
+
+
+def gated_tools_graph(tmp: Path, url: str) -> Graph:
+    """The test graph with :class:`GateTools` as its tool node (no file source)."""
+    return build_graph(tmp, url, with_source=False, tools={}, tools_addon="gate_tools")
+
+
+def gate(runner: GraphRunner) -> GateTools:
+    """The :class:`GateTools` node of a :func:`gated_tools_graph`."""
+    node = runner.node("tools")
+    assert isinstance(node, GateTools)
+    return node
 
 
 def probe(runner: GraphRunner) -> Probe:

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from glm_realtime.host.runner import GraphRunner
-from tests.fake_glm import Call, Expect, FakeConnection, FakeGLMServer, Send, Step
+from tests.fake_glm import Call, Expect, FakeGLMServer, Send
 from tests.glm_graph import (
     AUDIO_MS,
-    GateTools,
     build_graph,
     call_turn,
     delta_event,
     flushes,
+    gate,
+    gated_tools_graph,
     order,
     pcm_delta,
     probe,
@@ -28,6 +29,7 @@ from tests.glm_graph import (
     texts,
     turn,
     until_tools,
+    waits_for,
     within,
 )
 
@@ -44,15 +46,6 @@ def done(rid: str, status: str = "completed") -> dict[str, Any]:
 
 def text(rid: str, delta: str) -> dict[str, Any]:
     return {"type": "response.audio_transcript.delta", "response_id": rid, "delta": delta}
-
-
-def waits_for(event: asyncio.Event) -> Step:
-    """A script step that holds the server until the test sets ``event``."""
-
-    async def wait(fake: FakeConnection) -> None:
-        await event.wait()
-
-    return Call(wait)
 
 
 def after_flush(seen: list[str]) -> list[str]:
@@ -109,12 +102,8 @@ async def test_barge_in_during_a_tool_call_cancels_the_follow_up_and_remembers_t
         ]
     ]
     async with FakeGLMServer(script) as server:
-        graph = build_graph(
-            tmp_path, server.url, with_source=False, tools={}, tools_addon="gate_tools"
-        )
-        async with GraphRunner(graph) as runner:
-            p, tools, glm = probe(runner), runner.node("tools"), runner.node("glm")
-            assert isinstance(tools, GateTools)
+        async with GraphRunner(gated_tools_graph(tmp_path, server.url)) as runner:
+            p, tools, glm = probe(runner), gate(runner), runner.node("glm")
             await within(tools.arrived.wait())
             barge.set()
             await within(p.wait_for(lambda p: flushes(p) == 1))  # the barge-in is handled

@@ -21,29 +21,24 @@ from realtime.audio import DownlinkDecoder
 from realtime.compat import timeout
 from realtime.connection import Connection
 from realtime.events import ClientEventBase
-from tests.fake_glm import Call, Close, Expect, FakeConnection, FakeGLMServer, Send, Stall, Step
+from tests.fake_glm import Call, Close, Expect, FakeConnection, FakeGLMServer, Send, Stall
 from tests.glm_graph import (
     KEY,
     LOOKUP,
-    GateTools,
     build_graph,
     call_turn,
     data_named,
     delta_event,
+    gate,
+    gated_tools_graph,
     probe,
     response_metrics,
     send_cmd,
     turn,
     until_tools,
+    waits_for,
     within,
 )
-
-
-def waits_for(event: asyncio.Event) -> Step:
-    async def wait(fake: FakeConnection) -> None:
-        await event.wait()
-
-    return Call(wait)
 
 
 async def test_tool_register_and_user_joined_during_session_set_up_still_reach_glm(
@@ -195,12 +190,8 @@ async def test_tool_call_in_flight_across_a_reconnect_is_answered_from_memory(
         Send(*turn("r2", ["It is 42."], user=None)),
     ]
     async with FakeGLMServer([first, second]) as server:
-        graph = build_graph(
-            tmp_path, server.url, with_source=False, tools={}, tools_addon="gate_tools"
-        )
-        async with GraphRunner(graph) as runner:
-            p, tools, glm = probe(runner), runner.node("tools"), runner.node("glm")
-            assert isinstance(tools, GateTools)
+        async with GraphRunner(gated_tools_graph(tmp_path, server.url)) as runner:
+            p, tools, glm = probe(runner), gate(runner), runner.node("glm")
             await within(tools.arrived.wait())
             drop.set()
             again = await server.connection(1)
