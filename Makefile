@@ -30,7 +30,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy realtime glm_realtime glm_local
+	$(BIN)/mypy realtime glm_realtime glm_local glm_gym
 
 test: lint $(STAMP310)
 	$(BIN)/pytest -q

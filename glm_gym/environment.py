@@ -1,0 +1,354 @@
+"""VoiceEnv: one live spoken conversation as an AgentGym environment.
+
+The agent plays the caller. :meth:`VoiceEnv.reset` starts a call of a scenario (a graph
+on the host, see :mod:`glm_gym.conversation`) and observes the caller's brief and the
+assistant's greeting; :meth:`VoiceEnv.step` performs one ReAct action (see
+:mod:`glm_gym.actions`) and returns once the assistant's turn is over (its response done
+and settled, tool round trips included) or at the turn timeout (not done; ``info`` says
+so). ``done`` on success, hang-up or the scenario's turn limit. The reward is the
+product of the scenario's criteria (:mod:`glm_gym.criteria`), recomputed every step.
+
+States::
+
+    NEW --reset--> LIVE --step (hang up / success / turn limit)--> OVER
+     ^               \\--reset--> LIVE (the old call is torn down first)
+     \\----close---- any state --close--> CLOSED (reset starts again)
+
+One task uses an env at a time (steps are serialised by a lock); many envs run at once
+on one backend, each with its own graph and session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from glm_gym.actions import BargeIn, HangUp, InvalidAction, Say, Wait, parse_action
+from glm_gym.backends import Backend
+from glm_gym.caller import FRAME_MS, Utterance
+from glm_gym.collector import Reply
+from glm_gym.conversation import VAD_SILENCE_MS, Call
+from glm_gym.criteria import judge
+from glm_gym.observations import brief_text, turn_text
+from glm_gym.scenarios import Scenario
+
+__all__ = ["StepResult", "VoiceEnv"]
+
+TAIL_MS = VAD_SILENCE_MS + FRAME_MS
+"""Silence after a line that goes out with it (the server VAD needs it to end the turn)."""
+CATCH_UP_S = 5.0
+"""Virtual clock: wall seconds the clock may stand still while the backend catches up."""
+WAIT_GRACE_MS = 500.0
+"""After a ``wait``, how long the assistant has to start speaking."""
+
+
+@dataclass
+class _Turn:
+    since_seq: int
+    utterance: Utterance | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What reset and step return."""
+
+    observation: str
+    reward: float
+    done: bool
+    info: dict[str, Any]
+
+
+class VoiceEnv:
+    """See the module docstring. No task and no socket is made before :meth:`reset`."""
+
+    def __init__(
+        self, backend: Backend, scenarios: Sequence[Scenario], *, turn_timeout_s: float = 30.0
+    ) -> None:
+        if not scenarios:
+            raise ValueError("VoiceEnv needs at least one scenario")
+        if turn_timeout_s <= 0:
+            raise ValueError(f"turn_timeout_s must be positive, got {turn_timeout_s}")
+        self.backend = backend
+        self.scenarios = list(scenarios)
+        self.turn_timeout_s = turn_timeout_s
+        self._call: Call | None = None
+        self._lock = asyncio.Lock()
+        self._last = StepResult("Call reset(data_idx) to start a conversation.", 0.0, False, {})
+        self._turn = 0
+        self._said: dict[int, str] = {}
+        self._over = False
+        self._interrupted = False
+
+    def __len__(self) -> int:
+        return len(self.scenarios)
+
+    @property
+    def scenario(self) -> Scenario | None:
+        """The scenario of the current call."""
+        return None if self._call is None else self._call.scenario
+
+    @property
+    def clock(self) -> str:
+        """``virtual`` or ``wall``: what the latencies in ``info`` are measured on."""
+        return "virtual" if self.backend.virtual_clock else "wall"
+
+    def observation(self) -> str:
+        """The last observation."""
+        return self._last.observation
+
+    def detail(self) -> dict[str, Any]:
+        """The last ``info``."""
+        return self._last.info
+
+    async def reset(self, data_idx: int) -> StepResult:
+        """(Re)start the conversation of scenario ``data_idx``."""
+        if isinstance(data_idx, bool) or not isinstance(data_idx, int):
+            raise ValueError(f"data_idx must be an int, got {data_idx!r}")
+        if not 0 <= data_idx < len(self.scenarios):
+            raise ValueError(f"data_idx {data_idx} is outside 0..{len(self.scenarios) - 1}")
+        async with self._lock:
+            await self._teardown()
+            scenario = self.scenarios[data_idx]
+            call = Call(scenario, self.backend)
+            self._call, self._turn, self._said = call, 0, {}
+            self._over, self._interrupted = False, False
+            await call.start()
+            collector, caller = call.collector, call.caller
+            caller.listen(True)
+
+            def greeted() -> bool:
+                if collector.fatal:
+                    return True
+                if not scenario.greeting:
+                    return collector.connected
+                return bool(collector.replies) and collector.current is None
+
+            timed_out = not await self._wait(collector.wait_for(greeted))
+            caller.listen(False)
+            greeting = collector.replies[0] if collector.replies else None
+            self._said[0] = greeting.text if greeting else ""
+            latencies: dict[str, Any] = {"clock": self.clock}
+            if greeting is not None and greeting.first_audio_ms is not None:
+                latencies["greeting_ms"] = round(greeting.first_audio_ms, 1)
+            info = {
+                "scenario_id": scenario.id,
+                "category": scenario.category,
+                "data_idx": data_idx,
+                "turn": 0,
+                "greeting": self._said[0],
+                "latencies": latencies,
+                "timed_out": timed_out,
+                "errors": list(collector.errors),
+                **self.backend.describe(),
+            }
+            observation = brief_text(scenario, self._said[0])
+            self._last = StepResult(observation, 0.0, collector.fatal, info)
+            self._over = collector.fatal
+            return self._last
+
+    async def step(self, action: str) -> StepResult:
+        """Perform one ReAct action; see the module docstring."""
+        async with self._lock:
+            call = self._call
+            if call is None:
+                raise RuntimeError("no conversation: call reset(data_idx) first")
+            if self._over:
+                info = {**self._last.info, "error": "the call is over; reset to start another"}
+                return StepResult("The call is over.", self._last.reward, True, info)
+            parsed = parse_action(action)
+            if isinstance(parsed, InvalidAction):
+                info = {"turn": self._turn, "invalid_action": parsed.reason}
+                self._last = StepResult(parsed.reason, 0.0, False, info)
+                return self._last
+            self._turn += 1
+            if isinstance(parsed, HangUp):
+                await call.caller.hang_up()
+                self._over = True
+                self._last = self._result(call, {"action": "hang_up"}, hung_up=True)
+                return self._last
+            self._last = await self._play(call, parsed)
+            return self._last
+
+    async def _play(self, call: Call, action: Say | BargeIn | Wait) -> StepResult:
+        caller, collector = call.caller, call.collector
+        since_seq, first_call = collector.last_seq, len(call.world.calls)
+        last_reply = collector.replies[-1] if collector.replies else None
+        playing_until = last_reply.playback_end_ms if last_reply is not None else None
+        turn = _Turn(since_seq)
+        caller.listen(True)
+        try:
+            timed_out = not await self._wait(self._perform(call, action, turn, playing_until))
+        finally:
+            caller.listen(False)
+        barged = (
+            isinstance(action, BargeIn)
+            and turn.utterance is not None
+            and turn.utterance.start_ms is not None
+            and playing_until is not None
+            and turn.utterance.start_ms < playing_until
+        )
+        extra = self._turn_figures(call, since_seq, first_call, turn.utterance, barged)
+        extra["action"] = action.kind
+        if isinstance(action, BargeIn):
+            extra["barge_in_after_ms"] = action.after_ms
+        return self._result(call, extra, timed_out=timed_out)
+
+    async def _perform(
+        self, call: Call, action: Say | BargeIn | Wait, turn: _Turn, playing_until: float | None
+    ) -> None:
+        caller, collector = call.caller, call.collector
+        if isinstance(action, Wait):
+            # The caller lets the assistant finish, then stays silent.
+            target = max(caller.now_ms(), playing_until or 0.0) + action.seconds * 1000
+            caller.fast_forward(target)
+            await caller.wait_until(target + WAIT_GRACE_MS)
+            if collector.current is not None or self._new_replies(call, turn.since_seq):
+                await collector.wait_for(lambda: self._turn_over(call, turn.since_seq, None))
+            return
+        pcm = await self.backend.voice.render(action.words)
+        last_reply = collector.replies[-1] if collector.replies else None
+        if isinstance(action, BargeIn) and last_reply is not None:
+            start = (last_reply.first_audio_ms or caller.now_ms()) + action.after_ms
+        else:
+            start = playing_until or 0.0  # a polite caller lets the assistant finish
+        caller.fast_forward(start)
+        await caller.wait_until(start)
+        utterance = turn.utterance = caller.speak(pcm, tail_ms=TAIL_MS)
+        await utterance.sent.wait()
+        if self.backend.virtual_clock:
+            await self._catch_up(call, turn.since_seq, utterance)
+        await collector.wait_for(lambda: self._turn_over(call, turn.since_seq, utterance))
+
+    async def _catch_up(self, call: Call, since_seq: int, utterance: Utterance) -> None:
+        """Virtual clock: stop it once the line and the VAD's silence are out, until the
+        backend has heard the line (it got the audio far faster than real time), so its
+        catching up is not counted as latency."""
+        caller, collector = call.caller, call.collector
+        assert utterance.end_ms is not None
+        await caller.wait_until(utterance.end_ms + TAIL_MS)
+        caller.listen(False)
+
+        def heard() -> bool:
+            return (
+                any(u.seq > since_seq for u in collector.user_texts)
+                or collector.current is not None
+                or bool(self._new_replies(call, since_seq))
+            )
+
+        try:
+            await asyncio.wait_for(collector.wait_for(heard), CATCH_UP_S)
+        except asyncio.TimeoutError:
+            pass  # nothing heard: the clock runs on and the turn times out
+        finally:
+            caller.listen(True)
+
+    async def _wait(self, waiter: Any) -> bool:
+        """Await ``waiter`` up to the turn timeout; False if it timed out."""
+        try:
+            await asyncio.wait_for(waiter, self.turn_timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    @staticmethod
+    def _new_replies(call: Call, since_seq: int) -> list[Reply]:
+        return [r for r in call.collector.replies if r.seq > since_seq]
+
+    def _turn_over(self, call: Call, since_seq: int, utterance: Utterance | None) -> bool:
+        collector = call.collector
+        if collector.fatal:
+            return True
+        if utterance is not None and utterance.end_ms is None or collector.current is not None:
+            return False
+        replies = self._new_replies(call, since_seq)
+        if not replies or not replies[-1].final:
+            return False
+        last_user = collector.user_texts[-1].seq if collector.user_texts else 0
+        return replies[-1].seq > last_user
+
+    def _turn_figures(
+        self,
+        call: Call,
+        since_seq: int,
+        first_call: int,
+        utterance: Utterance | None,
+        barged: bool,
+    ) -> dict[str, Any]:
+        replies = self._new_replies(call, since_seq)
+        if call.collector.current is not None:
+            replies.append(call.collector.current)
+        calls = call.world.calls[first_call:]
+        self._said[self._turn] = " ".join(r.text for r in replies if r.text)
+        latencies: dict[str, Any] = {"clock": self.clock}
+        audio_at = [r.first_audio_ms for r in replies if r.first_audio_ms is not None]
+        if utterance is not None and utterance.end_ms is not None and audio_at:
+            latencies["voice_to_voice_ms"] = round(audio_at[0] - utterance.end_ms, 1)
+        if calls:
+            # Dead air of the tool round trip: the call reached the world -> audio again.
+            after = [at for at in audio_at if at >= calls[0].at_ms]
+            if after:
+                latencies["tool_wait_ms"] = round(after[0] - calls[0].at_ms, 1)
+        interrupted = False
+        if barged and utterance is not None and utterance.start_ms is not None:
+            cuts = [f for f in call.collector.flushes if f >= utterance.start_ms]
+            if cuts:
+                interrupted = True
+                latencies["barge_in_yield_ms"] = round(cuts[0] - utterance.start_ms, 1)
+        self._interrupted = self._interrupted or interrupted
+        return {
+            "assistant": self._said[self._turn],
+            "heard": [u.text for u in call.collector.user_texts if u.seq > since_seq],
+            "tool_calls": [c.to_json() for c in calls],
+            "latencies": latencies,
+            "interrupted": interrupted,
+            "barged_in": barged,
+        }
+
+    def _result(
+        self,
+        call: Call,
+        extra: dict[str, Any],
+        *,
+        timed_out: bool = False,
+        hung_up: bool = False,
+    ) -> StepResult:
+        scenario = call.scenario
+        verdict = judge(
+            scenario,
+            call.world.calls,
+            call.world.state,
+            self._said,
+            interrupted=self._interrupted,
+        )
+        fatal = call.collector.fatal
+        success = verdict.reward == 1.0
+        done = success or hung_up or fatal or self._turn >= scenario.max_turns
+        self._over = self._over or done
+        info: dict[str, Any] = {
+            "scenario_id": scenario.id,
+            "category": scenario.category,
+            "turn": self._turn,
+            "timed_out": timed_out,
+            "hung_up": hung_up,
+            "success": success,
+            "criteria": verdict.to_json(),
+            "errors": list(call.collector.errors),
+            "world": call.world.state,
+            **extra,
+        }
+        info.setdefault("latencies", {"clock": self.clock})
+        observation = turn_text(info, done=done)
+        return StepResult(observation, verdict.reward, done, info)
+
+    async def _teardown(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            await call.aclose()
+
+    async def close(self) -> None:
+        """End the call and free everything it holds; idempotent."""
+        async with self._lock:
+            await self._teardown()
+            self._over = True
