@@ -15,7 +15,7 @@ STAMP310 := $(VENV310)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,piper,dev]'
+	$(BIN)/pip install --quiet -e '.[local,piper,gym,dev]'
 	touch $(STAMP)
 
 $(STAMP310): pyproject.toml
