@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXTRAS := local,piper,gym,dev
 # TEN's Python runtime is 3.10: the suite runs there too, in a venv of its own.
 PYTHON310 ?= env PYENV_VERSION=3.10.13 python3
 VENV310 ?= .venv310
@@ -15,13 +16,13 @@ STAMP310 := $(VENV310)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,piper,gym,dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 $(STAMP310): pyproject.toml
 	$(PYTHON310) -m venv $(VENV310)
 	$(VENV310)/bin/pip install --quiet --upgrade pip
-	$(VENV310)/bin/pip install --quiet -e '.[local,piper,dev]'
+	$(VENV310)/bin/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $(STAMP310)
 
 demo: $(STAMP)
