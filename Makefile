@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := local,piper,gym,dev
+EXTRAS := local,piper,whisper,gym,dev
 # TEN's Python runtime is 3.10: the suite runs there too, in a venv of its own.
 PYTHON310 ?= env PYENV_VERSION=3.10.13 python3
 VENV310 ?= .venv310
