@@ -23,9 +23,17 @@ from glm_realtime.host import Addon, AsyncTenEnv, Cmd, CmdResult, Extension, Sta
 __all__ = ["ToolCallRecord", "World", "WorldNode", "normalise_key"]
 
 
+_ARTICLES = ("the ", "a ", "an ")
+
+
 def normalise_key(value: object) -> str:
-    """How keys are matched: case and runs of spaces do not matter."""
-    return " ".join(str(value).split()).casefold()
+    """How keys and values are matched: case, spacing and a leading article do not matter
+    ("The Library" is "library")."""
+    key = " ".join(str(value).split()).casefold()
+    for article in _ARTICLES:
+        if key.startswith(article) and len(key) > len(article):
+            return key[len(article) :]
+    return key
 
 
 @dataclass(frozen=True)
