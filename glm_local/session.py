@@ -7,6 +7,11 @@ cancels was requested). CPU work (audio decoding, VAD, ASR) runs in worker threa
 loop, the heartbeats and the other sessions never wait for it. A response runs in its own task
 (:mod:`glm_local.responder`) while the consumer goes on reading audio, so the user can
 speak over it. An unexpected exception closes only this session, with 1011.
+
+Client frames are read leniently, the way GLM reads them (:mod:`realtime.wire`): ``null``
+is "not given", unknown fields are ignored, the SDKs' placeholders mean the default, and
+a session starts as the spec says an empty one is (client VAD). What the spec forbids gets
+an ``error`` event naming every field at fault. Video frames are counted, not seen.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ class LocalSession:
         self.id = new_id("sess")
         self._ws = ws
         self._res = resources
-        self.config = SessionConfig()
+        self.config = SessionConfig.read({})  # what the spec says no session.update means
         self._listener = Listener(resources.new_recognizer, self.config.input_audio_format)
         self._speech_item: str | None = None
         self._last_item: str | None = None
@@ -84,6 +89,8 @@ class LocalSession:
         self._queue: asyncio.Queue[str | bytes] = asyncio.Queue(_QUEUE_FRAMES)
         self._tasks: set[asyncio.Task[None]] = set()
         self.speech_stopped_at: float | None = None
+        self.video_frames = 0
+        """``input_audio_buffer.append_video_frame`` events received (the engine is blind)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,9 +171,12 @@ class LocalSession:
         event = ev.parse_client_event(frame)
         match event:
             case ev.InvalidEvent():
-                await self._error("invalid_event", f"{event.type or 'event'}: {event.reason}")
+                reason = f"{event.type or 'event'}: {event.reason}"
+                await self._error("invalid_event", reason, event.event_id)
             case ev.UnknownEvent():
-                await self._error("invalid_event", f"unknown event type {event.type!r}")
+                await self._error(
+                    "invalid_event", f"unknown event type {event.type!r}", event.event_id
+                )
             case ev.InputAudioBufferAppend():
                 await self._append(event.audio, event.event_id)
             case ev.SessionUpdate():
@@ -186,6 +196,9 @@ class LocalSession:
                         "response.cancel: there is no response in progress",
                         event.event_id,
                     )
+            case ev.InputAudioBufferAppendVideoFrame():
+                self.video_frames += 1
+                logger.debug("session %s: video frame of %d chars", self.id, len(event.video_frame))
             case ev.InputAudioBufferPreCommit():
                 pass
             case _:
@@ -334,7 +347,7 @@ class LocalSession:
             id=item_id,
             object="realtime.item",
             status="completed",
-            **item.model_dump(exclude={"id"}),
+            **item.model_dump(exclude={"id", "object", "status"}),
         )
         await self._send(
             ev.ConversationItemCreated(

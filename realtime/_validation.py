@@ -19,7 +19,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         if len(given) > _MAX_INPUT_REPR:
             given = given[:_MAX_INPUT_REPR] + "..."
         # A model-level check already names its fields; echoing the whole object is noise.
-        got = "" if err["type"] == "missing" or not err["loc"] else f" (got {given})"
+        whole = not err["loc"] or (err["type"] == "value_error" and isinstance(err["input"], dict))
+        got = "" if err["type"] == "missing" or whole else f" (got {given})"
         message = err["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}{got}")
     return "; ".join(lines)

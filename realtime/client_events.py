@@ -3,6 +3,7 @@
 Every event carries ``event_id`` and ``client_timestamp`` (ms), filled in when not given:
 GLM's server VAD needs ``client_timestamp`` on every ``input_audio_buffer.append`` or the
 turn never ends. Serialise with :meth:`ClientEventBase.to_json`, which leaves out ``None``.
+The models are strict to build and lenient to read (see :mod:`realtime.wire`).
 
 The uplink sends ten ``input_audio_buffer.append`` events a second per session, so
 :func:`audio_append_json` builds that one event's wire bytes directly, without pydantic.
@@ -13,13 +14,15 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from typing import Annotated, Any, Literal, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import pybase64
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from realtime.items import ItemParam
 from realtime.session import SessionConfig
+from realtime.wire import WireModel
 
 __all__ = [
     "ClientEvent",
@@ -57,10 +60,10 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class ClientEventBase(BaseModel):
-    """Fields every client event has."""
+class ClientEventBase(WireModel):
+    """Fields every client event has (read, an empty ``event_id`` is a fresh one)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    PLACEHOLDERS: ClassVar[Mapping[str, tuple[object, ...]]] = {"event_id": ("",)}
 
     event_id: str = Field(default_factory=new_event_id)
     client_timestamp: int = Field(default_factory=now_ms)

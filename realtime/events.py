@@ -4,7 +4,11 @@
 does the same for servers that receive client events (the embedded backend, the test
 server). Neither raises: a frame that is not JSON, has no ``type`` or fails validation
 becomes an :class:`InvalidEvent`, an unknown ``type`` an :class:`UnknownEvent`; both
-carry the raw data and the reason.
+carry the raw data and the whole reason, every field named.
+
+Client frames are read leniently, as GLM reads them (see :mod:`realtime.wire`: ``null``
+is "not given", unknown fields are ignored, the SDKs' placeholders mean the default);
+``strict=True`` reads them the way we build them, to check that a sender is exact.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from realtime.items import ContentPart, ConversationItem, ItemParam
 from realtime.server_events import *  # noqa: F403
 from realtime.server_events import KnownServerEvent
 from realtime.server_events import __all__ as _server_all
+from realtime.wire import LENIENT
 
 __all__ = [
     *_client_all,
@@ -37,8 +42,6 @@ __all__ = [
     "parse_client_event",
     "parse_server_event",
 ]
-
-_MAX_REASON = 300
 
 
 class _Unparsed(BaseModel):
@@ -56,6 +59,12 @@ class _Unparsed(BaseModel):
         return ""
 
     __str__ = __repr__
+
+    @property
+    def event_id(self) -> str | None:
+        """The sender's ``event_id``, if the frame had one (to echo in an error)."""
+        given = self.raw.get("event_id") if isinstance(self.raw, dict) else None
+        return given if isinstance(given, str) and given else None
 
 
 class UnknownEvent(_Unparsed):
@@ -104,6 +113,7 @@ def _parse(
     data: str | bytes | bytearray | Mapping[str, Any],
     adapter: TypeAdapter[_T],
     known: frozenset[str],
+    context: Mapping[str, Any] | None = None,
 ) -> _T | UnknownEvent | InvalidEvent:
     if isinstance(data, Mapping):
         obj: Any = dict(data)
@@ -122,12 +132,12 @@ def _parse(
     if event_type not in known:
         return UnknownEvent(type=event_type, raw=obj)
     try:
-        return adapter.validate_python(obj)
+        return adapter.validate_python(obj, context=context)
     except ValidationError as exc:
         reason = describe_validation_error(exc)
         # Drop the discriminator prefix pydantic puts on every location.
         reason = reason.replace(f"{event_type}.", "")
-        return InvalidEvent(type=event_type, raw=obj, reason=reason[:_MAX_REASON])
+        return InvalidEvent(type=event_type, raw=obj, reason=reason)
 
 
 def parse_server_event(
@@ -139,9 +149,11 @@ def parse_server_event(
 
 def parse_client_event(
     data: str | bytes | bytearray | Mapping[str, Any],
+    *,
+    strict: bool = False,
 ) -> ClientEvent | UnknownEvent | InvalidEvent:
-    """Parse one client frame (for servers); never raises."""
-    return _parse(data, _CLIENT_ADAPTER, CLIENT_EVENT_TYPES)
+    """Parse one client frame (for servers), leniently unless ``strict``; never raises."""
+    return _parse(data, _CLIENT_ADAPTER, CLIENT_EVENT_TYPES, None if strict else LENIENT)
 
 
 def describe(event: BaseModel) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
+
+from realtime.wire import WireModel
 
 __all__ = ["ContentPart", "ConversationItem", "ItemParam"]
 
@@ -37,17 +40,26 @@ class ConversationItem(BaseModel):
     call_id: str | None = None
 
 
-class ItemParam(BaseModel):
+class ItemParam(WireModel):
     """An item a client creates.
 
     GLM uses items for function call output; ``message`` items are accepted by the
     protocol but live clients saw them ignored (use ``instructions`` to carry history).
+    ``object`` is always sent (the spec requires it). Read, the empty ``id``, ``call_id``,
+    ``role`` and ``status`` that Zhipu's SDKs send mean "not given".
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    PLACEHOLDERS: ClassVar[Mapping[str, tuple[object, ...]]] = {
+        "id": ("",),
+        "call_id": ("",),
+        "role": ("",),
+        "status": ("",),
+    }
 
     type: Literal["message", "function_call", "function_call_output"]
+    object: Literal["realtime.item"] = "realtime.item"
     id: str | None = None
+    status: Literal["completed", "incomplete"] | None = None
     role: Literal["user", "assistant", "system"] | None = None
     content: tuple[ContentPart, ...] | None = None
     name: str | None = None
@@ -73,6 +85,5 @@ class ItemParam(BaseModel):
 
     @classmethod
     def text_message(cls, role: Literal["user", "assistant", "system"], text: str) -> ItemParam:
-        """A plain text message item."""
-        kind = "input_text" if role == "user" else "text"
-        return cls(type="message", role=role, content=(ContentPart(type=kind, text=text),))
+        """A plain text message item (content type ``text``: the spec has no ``input_text``)."""
+        return cls(type="message", role=role, content=(ContentPart(type="text", text=text),))

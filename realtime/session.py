@@ -10,12 +10,14 @@ fields that are ``None`` mean "the server's default" and are the only ones omitt
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, get_args
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from realtime._validation import config_error
 from realtime.audio import InputAudioFormat
+from realtime.wire import WireModel
 
 __all__ = [
     "KNOWN_MODELS",
@@ -50,17 +52,32 @@ MAX_OUTPUT_TOKENS = 1024
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_TUNING = (
+    "threshold",
+    "prefix_padding_ms",
+    "silence_duration_ms",
+    "create_response",
+    "interrupt_response",
+)
 
 
-class TurnDetection(_Strict):
+class TurnDetection(WireModel):
     """Who decides that the user has finished speaking.
 
     ``server_vad``: the server detects speech and answers by itself; the tuning fields
     apply only here (they come from the SDKs, not the spec). ``client_vad``: the client
-    commits the buffer and sends ``response.create``.
+    commits the buffer and sends ``response.create``. We write ``server_vad`` unless told
+    otherwise; read, a missing ``type`` is ``client_vad`` (the spec's default), Zhipu's
+    SDK's zero tuning values mean "the server's default", and tuning under client VAD is
+    ignored.
     """
+
+    PLACEHOLDERS: ClassVar[Mapping[str, tuple[object, ...]]] = {
+        "threshold": (0,),
+        "prefix_padding_ms": (0,),
+        "silence_duration_ms": (0,),
+    }
+    SPEC_DEFAULTS: ClassVar[Mapping[str, object]] = {"type": "client_vad"}
 
     type: Literal["server_vad", "client_vad"] = "server_vad"
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -69,20 +86,16 @@ class TurnDetection(_Strict):
     create_response: bool | None = None
     interrupt_response: bool | None = None
 
+    @classmethod
+    def _read_extra(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("type") == "server_vad":
+            return data
+        return {key: value for key, value in data.items() if key not in _TUNING}
+
     @model_validator(mode="after")
     def _tuning_only_under_server_vad(self) -> TurnDetection:
         if self.type != "server_vad":
-            tuned = [
-                name
-                for name in (
-                    "threshold",
-                    "prefix_padding_ms",
-                    "silence_duration_ms",
-                    "create_response",
-                    "interrupt_response",
-                )
-                if getattr(self, name) is not None
-            ]
+            tuned = [name for name in _TUNING if getattr(self, name) is not None]
             if tuned:
                 raise ValueError(
                     f"{', '.join(tuned)}: only valid with type 'server_vad' (type is {self.type!r})"
@@ -90,7 +103,7 @@ class TurnDetection(_Strict):
         return self
 
 
-class FunctionTool(_Strict):
+class FunctionTool(WireModel):
     """A function the model may call (``parameters`` is a JSON Schema object)."""
 
     type: Literal["function"] = "function"
@@ -108,13 +121,13 @@ class FunctionTool(_Strict):
         return value
 
 
-class NoiseReduction(_Strict):
+class NoiseReduction(WireModel):
     """Input noise reduction: ``near_field`` for close microphones, ``far_field`` otherwise."""
 
     type: Literal["near_field", "far_field"]
 
 
-class BetaFields(_Strict):
+class BetaFields(WireModel):
     """GLM-only settings; they must be nested in ``session`` (sent flat, GLM drops the call)."""
 
     chat_mode: Literal["audio", "video_passive"] = "audio"
@@ -122,20 +135,32 @@ class BetaFields(_Strict):
     auto_search: bool | None = True
 
 
-class GreetingConfig(_Strict):
+class GreetingConfig(WireModel):
     """A server-generated opening line, spoken when the session starts."""
 
     enable: bool = True
     content: str | None = None
 
 
-class SessionConfig(_Strict):
+class SessionConfig(WireModel):
     """Everything ``session.update`` sends.
 
     Invalid values raise :class:`realtime.errors.ConfigError` naming the field and what is
     allowed. The model is immutable, so a sent session cannot change under the sender;
-    :meth:`replace` derives a changed, revalidated copy.
+    :meth:`replace` derives a changed, revalidated copy. Read from a client
+    (:meth:`~realtime.wire.WireModel.read`), ``"voice": "default"`` is the default voice,
+    ``"pcm"`` input is ``pcm16``, no ``turn_detection`` is client VAD (the spec's default)
+    and a ``beta_fields`` setting sent flat is refused (GLM drops such a session).
     """
+
+    PLACEHOLDERS: ClassVar[Mapping[str, tuple[object, ...]]] = {"voice": ("default",)}
+    ALIASES: ClassVar[Mapping[str, Mapping[str, str]]] = {"input_audio_format": {"pcm": "pcm16"}}
+    SPEC_DEFAULTS: ClassVar[Mapping[str, object]] = {"turn_detection": {"type": "client_vad"}}
+    MISPLACED: ClassVar[Mapping[str, str]] = {
+        "chat_mode": "beta_fields",
+        "tts_source": "beta_fields",
+        "auto_search": "beta_fields",
+    }
 
     model: str = "glm-realtime-flash"
     input_audio_format: InputAudioFormat = "wav"
@@ -156,6 +181,11 @@ class SessionConfig(_Strict):
             super().__init__(**data)
         except ValidationError as exc:
             raise config_error(exc, "session") from exc
+
+    # Marked as pydantic's own __init__, so that validating a session inside an event (or
+    # with a context, as a server reads it) runs the validators with that context instead
+    # of calling this; only building a SessionConfig directly turns errors into ConfigError.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @field_validator("model")
     @classmethod

@@ -268,7 +268,7 @@ class FakeGLMServer:
                 if isinstance(frame, bytes):
                     fake.violations.append(f"binary frame of {len(frame)} bytes")
                     continue
-                event = parse_client_event(frame)
+                event = parse_client_event(frame, strict=True)  # our client must be exact
                 if isinstance(event, (InvalidEvent, UnknownEvent)):
                     fake.violations.append(repr(event))
                 async with fake.arrived:

@@ -227,7 +227,12 @@ def test_client_events_default_event_id_and_millisecond_timestamp() -> None:
 
 def test_client_events_serialise_without_none_fields() -> None:
     wire = json.loads(ev.ConversationItemCreate(item=ItemParam.function_call_output("x")).to_json())
-    assert wire["item"] == {"type": "function_call_output", "output": "x"}
+    # ``object`` is required by the spec, so it is always sent.
+    assert wire["item"] == {
+        "type": "function_call_output",
+        "object": "realtime.item",
+        "output": "x",
+    }
     assert "previous_item_id" not in wire
 
 
