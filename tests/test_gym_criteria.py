@@ -8,7 +8,7 @@ from typing import Any
 from glm_gym.collector import Collector, Reply, UserText
 from glm_gym.criteria import judge
 from glm_gym.environment import said_by_turn
-from glm_gym.scenarios import Scenario, load_scenarios, parse_scenario
+from glm_gym.scenarios import CATEGORIES, Scenario, load_scenarios, parse_scenario
 from glm_gym.scripted import scripted_actions
 from glm_gym.world import World
 
@@ -154,6 +154,4 @@ def test_the_scripted_caller_plays_opening_follow_ups_then_hangs_up() -> None:
 def test_the_bundled_set_covers_every_category_with_forty_scenarios() -> None:
     scenarios = load_scenarios()
     assert len(scenarios) >= 40
-    from glm_gym.scenarios import CATEGORIES
-
     assert {s.category for s in scenarios} == set(CATEGORIES)

@@ -3,6 +3,7 @@ voice synthesised and streamed as audio, the assistant's replies heard through t
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ import pytest
 
 from glm_gym.backends import LocalBackend
 from glm_gym.environment import VoiceEnv
-from glm_gym.scenarios import Scenario, load_scenarios
+from glm_gym.scenarios import Scenario, load_scenarios, parse_scenario
 from glm_gym.scripted import scripted_actions
 
 try:
@@ -114,8 +115,6 @@ HOURS = {
 
 
 def custom(scenario_id: str, opening: str, **extra: object) -> Scenario:
-    from glm_gym.scenarios import parse_scenario
-
     return parse_scenario(
         {
             "id": scenario_id,
@@ -181,9 +180,11 @@ async def test_wait_keeps_the_caller_silent_for_that_long_on_the_call_clock(
 
 
 async def test_concurrent_envs_hear_only_their_own_conversation(backend: LocalBackend) -> None:
-    import asyncio
-
-    lines = {"greet": "Hello there.", "name": "My name is Anna.", "alarm": "Set an alarm for seven."}
+    lines = {
+        "greet": "Hello there.",
+        "name": "My name is Anna.",
+        "alarm": "Set an alarm for seven.",
+    }
     words = {"greet": "hello", "name": "anna", "alarm": "alarm"}
     scenarios = [custom(key, line) for key, line in lines.items()]
     envs = [VoiceEnv(backend, scenarios, turn_timeout_s=120) for _ in scenarios]
@@ -207,8 +208,6 @@ async def test_concurrent_envs_hear_only_their_own_conversation(backend: LocalBa
 async def test_close_stops_the_graph_and_session_and_gives_the_slot_back(
     backend: LocalBackend,
 ) -> None:
-    import asyncio
-
     env = VoiceEnv(backend, [custom("bye", "Hello there.")], turn_timeout_s=120)
     await env.reset(0)
     await env.step("Action: say Hello there.")
