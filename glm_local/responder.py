@@ -37,6 +37,7 @@ __all__ = [
     "Responder",
     "Send",
     "Speaker",
+    "UnknownCall",
     "estimate_tokens",
     "new_id",
     "usage",
@@ -188,6 +189,10 @@ class Speaker:
             self.audio_ms += chunk_s * 1000
 
 
+class UnknownCall(LookupError):
+    """A tool output that answers no pending call; the message says which are pending."""
+
+
 @dataclass(eq=False)
 class ActiveResponse:
     """The response in progress."""
@@ -239,12 +244,24 @@ class Responder:
         current = self._current
         return current if current is not None and not current.done else None
 
-    def take_call(self, call_id: str | None) -> tuple[str, dict[str, Any]]:
-        """(name, arguments) of the tool call ``call_id`` (the oldest one without an id)."""
-        call = self._calls.pop(call_id or "", None)
-        if call is None and self._calls and not call_id:
-            call = self._calls.pop(next(iter(self._calls)))
-        return call if call is not None else ("tool", {})
+    def take_call(self, call_id: str | None) -> tuple[str, str, dict[str, Any]]:
+        """(call id, name, arguments) of the pending tool call ``call_id``, or of the one
+        pending call when no id is given (Zhipu's SDK sends ``"call_id": ""``).
+
+        Raises:
+            UnknownCall: ``call_id`` is not pending, or none is given while several are.
+        """
+        pending = ", ".join(self._calls) or "none"
+        if call_id:
+            if call_id not in self._calls:
+                raise UnknownCall(f"no tool call {call_id!r} is pending (pending: {pending})")
+        elif len(self._calls) > 1:
+            raise UnknownCall(f"{len(self._calls)} tool calls are pending ({pending}); name one")
+        elif not self._calls:
+            return "", "tool", {}
+        else:
+            call_id = next(iter(self._calls))
+        return (call_id, *self._calls.pop(call_id))
 
     async def start(
         self,

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
 from glm_local.input_audio import InvalidAudio
 from glm_local.listener import Listener, VadParams
-from glm_local.responder import Responder, new_id
+from glm_local.responder import Responder, UnknownCall, new_id
 from glm_local.threads import BlockingWork
 from realtime import events as ev
 from realtime.session import SessionConfig
@@ -332,10 +332,14 @@ class LocalSession:
     async def _create_item(self, item: ev.ItemParam, event_id: str) -> None:
         item_id = item.id or new_id("item")
         if item.type == "function_call_output":
-            name, arguments = self._responder.take_call(item.call_id)
-            self._tool_results.append(
-                ToolResult(name, arguments, item.output or "", item.call_id or "")
-            )
+            try:
+                call_id, name, arguments = self._responder.take_call(item.call_id)
+            except UnknownCall as exc:
+                message = f"conversation.item.create: item.call_id: {exc}"
+                await self._error("invalid_event", message, event_id)
+                return
+            item = item.model_copy(update={"call_id": call_id or None})
+            self._tool_results.append(ToolResult(name, arguments, item.output or "", call_id))
         elif item.type == "message":
             text = " ".join(p.text or p.transcript or "" for p in item.content or ()).strip()
             if item.role == "user":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import re
 import secrets
@@ -21,7 +22,29 @@ from realtime.errors import RealtimeError
 _DUMP_RATE = re.compile(r"_(\d+)hz\.pcm$")
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """Commands of the packages on top of this one, imported only when named.
+
+    Nothing here imports them at module import time (the layers point down); ``--help``
+    imports each listed module (click only) to show its one-line summary.
+    """
+
+    lazy = {"gym": "glm_gym.launch:gym"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, name = target.partition(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup)
 @click.option("-v", "--verbose", count=True, help="-v info logs, -vv debug logs.")
 def cli(verbose: int) -> None:
     """GLM-Realtime voice agent: graph runner, replay and local backend."""

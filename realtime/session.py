@@ -149,12 +149,19 @@ class SessionConfig(WireModel):
     allowed. The model is immutable, so a sent session cannot change under the sender;
     :meth:`replace` derives a changed, revalidated copy. Read from a client
     (:meth:`~realtime.wire.WireModel.read`), ``"voice": "default"`` is the default voice,
-    ``"pcm"`` input is ``pcm16``, no ``turn_detection`` is client VAD (the spec's default)
-    and a ``beta_fields`` setting sent flat is refused (GLM drops such a session).
+    ``"pcm"`` input is ``pcm16`` and ``wav24`` (the old doc's) is ``wav``, no
+    ``turn_detection`` is client VAD (the spec's default) and a ``beta_fields`` setting sent
+    flat is refused (GLM drops such a session).
     """
 
-    PLACEHOLDERS: ClassVar[Mapping[str, tuple[object, ...]]] = {"voice": ("default",)}
-    ALIASES: ClassVar[Mapping[str, Mapping[str, str]]] = {"input_audio_format": {"pcm": "pcm16"}}
+    PLACEHOLDERS: ClassVar[Mapping[str, tuple[object, ...]]] = {
+        "voice": ("default",),
+        "max_response_output_tokens": ("inf",),  # the Go client's "no limit"
+    }
+    # The old doc's wav16/24/48 (the original extension sends wav24): a WAV names its rate.
+    ALIASES: ClassVar[Mapping[str, Mapping[str, str]]] = {
+        "input_audio_format": {"pcm": "pcm16", "wav16": "wav", "wav24": "wav", "wav48": "wav"}
+    }
     SPEC_DEFAULTS: ClassVar[Mapping[str, object]] = {"turn_detection": {"type": "client_vad"}}
     MISPLACED: ClassVar[Mapping[str, str]] = {
         "chat_mode": "beta_fields",

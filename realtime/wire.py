@@ -89,7 +89,7 @@ class WireModel(BaseModel):
                 )
         for key, meaning in cls.SPEC_DEFAULTS.items():
             known.setdefault(key, meaning)
-        if unknown:
+        if unknown and logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s: ignored unknown field(s) %s", cls.__name__, ", ".join(sorted(unknown))
             )

@@ -55,3 +55,11 @@ def test_local_backend_benchmark_answers_a_turn() -> None:
     out = bench("local_backend", "--sessions", "1", "--turns", "1").stdout
     row = re.search(r"^\| 1 \| 1 \| (\d+) \|", out, re.M)
     assert row is not None, out  # one session, one response, a time to first audio
+
+
+@pytest.mark.speech
+def test_gym_benchmark_holds_its_envs_and_reports_the_step_overhead() -> None:
+    pytest.importorskip("fastapi")
+    out = bench("gym", "--envs", "2", "--idle-s", "0.2", "--probes", "3").stdout
+    assert re.search(r"live envs held +2 of 2", out), out
+    assert re.search(r"step overhead, instant steps +p50 [\d.]+ ms", out), out

@@ -60,6 +60,14 @@ def test_the_same_frame_read_strictly_names_every_null_and_foreign_field() -> No
         assert name in event.reason, event.reason
 
 
+@pytest.mark.parametrize("event", _every_client_event(), ids=lambda e: e.type)
+def test_our_events_dumped_the_sdks_way_with_every_null_read_back_the_same(
+    event: ev.ClientEventBase,
+) -> None:
+    sdk_style = event.model_dump_json()  # no exclude_none: unset fields are explicit null
+    assert parse_client_event(sdk_style) == event
+
+
 def test_unknown_fields_are_ignored_and_logged_by_name_at_debug(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -132,6 +140,25 @@ def test_vendor_spellings_read_as_ours_but_are_refused_when_built() -> None:
         SessionConfig(voice="default")
     with pytest.raises(ConfigError, match="session.input_audio_format"):
         SessionConfig(input_audio_format="pcm")
+
+
+def test_the_original_extensions_session_and_go_token_limit_are_read() -> None:
+    """The TEN extension this project grew from sends wav24 and input_audio_transcription;
+    the Go client's max_response_output_tokens may be "inf" (no limit)."""
+    event = _session_update(
+        {
+            "type": "session.update",
+            "session": {
+                "instructions": "Be brief.",
+                "input_audio_format": "wav24",
+                "output_audio_format": "pcm",
+                "input_audio_transcription": {"model": "whisper-1"},
+                "max_response_output_tokens": "inf",
+            },
+        }
+    )
+    assert event.session.input_audio_format == "wav"
+    assert event.session.max_response_output_tokens is None
 
 
 def test_python_sdk_tool_answer_and_go_item_read_with_placeholders() -> None:

@@ -205,6 +205,7 @@ async def test_python_sdk_tool_answer_with_empty_call_id_answers_the_pending_cal
         done = await client.until_done()
     assert call.name == "move_forward"
     assert created.item.type == "function_call_output" and created.item.object == "realtime.item"
+    assert created.item.call_id == call.call_id  # "" answered the one pending call
     answer = client.of_type("response.audio_transcript.done")[-1].transcript
     assert "moved ten meters" in answer, answer
     assert_spoken_without_errors(client, done)
@@ -366,3 +367,53 @@ async def test_session_update_sent_before_session_created_is_applied() -> None:
     assert updated.session.voice == "female-tianmei"
     assert created.session.turn_detection == {"type": "client_vad"}  # the spec's default
     assert not client.of_type("error")
+
+
+def python_user_text(text: str) -> str:
+    """rtclient's ItemCreateMessage(item=UserMessageItem(content=[InputTextContentPart]))."""
+    return (
+        '{"event_id":"","client_timestamp":null,"type":"conversation.item.create",'
+        '"previous_item_id":null,"item":{"type":"message","role":"user","id":"","content":'
+        f'[{{"type":"input_text","text":"{text}"}}],"status":null}}}}'
+    )
+
+
+async def test_a_tool_answer_naming_no_pending_call_is_refused_naming_call_id() -> None:
+    """With two calls pending, ``"call_id": ""`` is ambiguous; an unknown id is wrong;
+    both get an error listing the pending calls, and a right id is still taken."""
+    async with (
+        LocalRealtimeServer(port=0, token=TOKEN, pace=0) as server,
+        sdk_client(server) as (raw, client),
+    ):
+        await raw.send(python_session('{"type":"client_vad"}', tools=MOVE_TOOL))
+        calls = []
+        for _ in range(2):
+            await raw.send(
+                python_user_text("move forward ten meters"), '{"type":"response.create"}'
+            )
+            calls.append(await client.until_type("response.function_call_arguments.done"))
+            await client.until_done()
+        errors = []
+        for answer in (
+            python_tool_answer(TOOL_OUTPUT),
+            python_tool_answer(TOOL_OUTPUT).replace('"call_id":""', '"call_id":"call_nope"'),
+        ):
+            await raw.send(answer)
+            errors.append((await client.until_type("error")).error)
+        right = python_tool_answer(TOOL_OUTPUT).replace(
+            '"call_id":""', f'"call_id":"{calls[1].call_id}"'
+        )
+        await raw.send(right)
+        created = await client.until(
+            lambda e: (
+                getattr(e, "type", None) == "conversation.item.created"
+                and e.item.type == "function_call_output"
+            )
+        )
+    ambiguous, unknown = errors
+    for error in errors:
+        assert "item.call_id" in error.message
+        assert calls[0].call_id in error.message and calls[1].call_id in error.message
+    assert "2 tool calls are pending" in ambiguous.message
+    assert "call_nope" in unknown.message
+    assert created.item.call_id == calls[1].call_id
