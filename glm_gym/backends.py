@@ -62,17 +62,10 @@ class Backend:
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
         """Hold one session slot (waits in line while the cap is reached)."""
-        if self._slots is None:
-            self.live_sessions += 1
-            self.sessions_opened += 1
-            try:
-                yield
-            finally:
-                self.live_sessions -= 1
-            return
         self.waiting_sessions += 1
         try:
-            await self._slots.acquire()
+            if self._slots is not None:
+                await self._slots.acquire()
         finally:
             self.waiting_sessions -= 1
         self.live_sessions += 1
@@ -81,7 +74,8 @@ class Backend:
             yield
         finally:
             self.live_sessions -= 1
-            self._slots.release()
+            if self._slots is not None:
+                self._slots.release()
 
     async def start(self) -> None:
         """Start what the backend needs."""

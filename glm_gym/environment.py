@@ -21,6 +21,7 @@ on one backend, each with its own graph and session.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,10 +132,11 @@ class VoiceEnv:
         async with self._lock:
             await self._teardown()
             scenario = self.scenarios[data_idx]
-            call = Call(scenario, self.backend)
-            self._call, self._turn, self._line_turns = call, 0, []
+            self._turn, self._line_turns = 0, []
             self._over, self._interrupted, self._spoke_in_silence = False, False, False
-            await call.start()
+            call = Call(scenario, self.backend)
+            await call.start()  # on failure it is closed, and this env has no call
+            self._call = call
             collector, caller = call.collector, call.caller
             caller.listen(True)
 
@@ -378,7 +380,7 @@ class VoiceEnv:
             "success": success,
             "criteria": verdict.to_json(),
             "errors": list(call.collector.errors),
-            "world": call.world.state,
+            "world": copy.deepcopy(call.world.state),
             **extra,
         }
         info.setdefault("latencies", {"clock": self.clock})

@@ -220,3 +220,34 @@ async def test_close_stops_the_graph_and_session_and_gives_the_slot_back(
     names = [t.get_name() for t in asyncio.all_tasks()]
     assert not [n for n in names if n.startswith(("graph:", "glm-session"))], names
     assert env.scenario is None
+
+
+async def test_realtime_runs_on_the_wall_clock_with_the_same_spoken_path() -> None:
+    async with LocalBackend(realtime=True) as wall:
+        env = VoiceEnv(wall, [custom("wall", "Hello there.")], turn_timeout_s=120)
+        try:
+            reset = await env.reset(0)
+            assert reset.info["clock"] == "wall"
+            step = await env.step("Action: say Hello there.")
+            assert "hello" in " ".join(step.info["heard"])
+            assert step.info["latencies"]["clock"] == "wall"
+            assert step.info["latencies"]["voice_to_voice_ms"] > 0
+        finally:
+            await env.close()
+
+
+async def test_a_backend_that_cannot_be_reached_ends_the_call_with_its_error() -> None:
+    from glm_gym.backends import GlmBackend
+
+    unreachable = GlmBackend(api_key="id.secret", url="ws://127.0.0.1:9/api/paas/v4/realtime")
+    async with unreachable:
+        env = VoiceEnv(unreachable, [custom("gone", "Hello there.")], turn_timeout_s=60)
+        try:
+            reset = await env.reset(0)
+            assert reset.done and not reset.info["timed_out"]
+            assert reset.info["errors"] and "gave up" in reset.info["errors"][-1]
+            step = await env.step("Action: say hello")
+            assert step.done and "over" in step.observation
+        finally:
+            await env.close()
+        assert unreachable.live_sessions == 0
