@@ -14,7 +14,7 @@ One env's life::
                │ step/reset                  │        no conversation until /reset)
                ▼                             │
              busy ───────────────────────────┘
-               │ the env raised, or gave no answer within its guard time
+               │ the env raised, or a step gave no answer in 2 x turn timeout + 30 s
                ▼
              failed ── reset ─► busy            (step answers 409 until then)
 
@@ -303,7 +303,9 @@ class EnvRegistry:
                 f"env {entry.id} is busy with another step or reset; send one at a time "
                 "and wait for its answer"
             )
-        guard_s = 2 * entry.turn_timeout_s + 30
+        # A step that outlives twice its turn timeout has hung. A reset is not guarded: it
+        # may wait in line for a session slot (GLM's per-key cap) for as long as others talk.
+        guard_s = 2 * entry.turn_timeout_s + 30 if kind == "step" else None
         task = asyncio.create_task(_timed(call, guard_s), name=f"gym-{kind}-{entry.id}")
         entry.task = task
         task.add_done_callback(functools.partial(self._settled, entry, kind))
@@ -359,7 +361,7 @@ class EnvRegistry:
             await self.reap_idle()
 
 
-async def _timed(call: Callable[[], Awaitable[StepResult]], guard_s: float) -> Outcome:
+async def _timed(call: Callable[[], Awaitable[StepResult]], guard_s: float | None) -> Outcome:
     start = time.perf_counter()
     try:
         result = await asyncio.wait_for(call(), guard_s)

@@ -3,17 +3,22 @@
 The session hands it every ``input_audio_buffer.append`` payload and turns what it reports
 into protocol events. The blocking methods (:meth:`Listener.load`, :meth:`~Listener.set_vad`,
 :meth:`~Listener.feed`, :meth:`~Listener.abort`, :meth:`~Listener.clear`,
-:meth:`~Listener.finish`, :meth:`~Listener.close`) are for a worker thread, one call at a
-time. Speech times are on one clock for the whole stream, across VAD changes and resets.
+:meth:`~Listener.finish`, :meth:`~Listener.close`) are for a worker thread. They take a lock,
+because a session that ends cancels its await but not the call already running on a thread:
+:meth:`~Listener.close` waits for that call, then frees the recogniser and the VAD, and a
+:meth:`~Listener.load` that finishes after it closes what it made. Speech times are on one
+clock for the whole stream, across VAD changes and resets.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from glm_local.input_audio import TARGET_RATE, InputAudioDecoder
+from glm_local.speech._memory import return_freed_memory
 from realtime.audio import InputAudioFormat
 
 if TYPE_CHECKING:
@@ -47,6 +52,8 @@ class Listener:
         self._asr: Recognizer | None = None
         self._clock_ms = 0  # stream ms before the current VAD's clock started
         self._buffered_samples = 0  # client VAD: audio appended since the last turn
+        self._lock = threading.RLock()  # one blocking call at a time, close() last
+        self._closed = False
 
     @property
     def server_vad(self) -> bool:
@@ -62,7 +69,12 @@ class Listener:
 
     def load(self) -> None:
         """Make the recogniser (blocking: a decoder, here or in an ASR worker)."""
-        self._asr = self._new_recognizer()
+        asr = self._new_recognizer()
+        with self._lock:
+            if not self._closed:
+                self._asr = asr
+                return
+        asr.close()  # the session ended while the recogniser was being made
 
     def set_format(self, input_format: InputAudioFormat) -> None:
         """Decode further audio as ``input_format``."""
@@ -77,14 +89,15 @@ class Listener:
             Whether the VAD was replaced or dropped (so an utterance in progress is gone);
             False when the same settings are kept.
         """
-        if params is not None and params == self._vad_params:
-            return False
-        if self._vad is not None:
-            self._clock_ms += self._vad.stream_ms
-        self._vad, self._vad_params = None, None
-        if params is not None:
-            self._vad, self._vad_params = _new_vad(*params), params
-        return True
+        with self._lock:
+            if params is not None and params == self._vad_params:
+                return False
+            if self._vad is not None:
+                self._clock_ms += self._vad.stream_ms
+            self._vad, self._vad_params = None, None
+            if params is not None:
+                self._vad, self._vad_params = _new_vad(*params), params
+            return True
 
     def feed(self, audio: str) -> list[SpeechEdge]:
         """Decode one base64 payload, run the VAD, feed the recogniser.
@@ -92,6 +105,10 @@ class Listener:
         Raises:
             InvalidAudio: the payload is not audio of the session's format.
         """
+        with self._lock:
+            return self._feed(audio)
+
+    def _feed(self, audio: str) -> list[SpeechEdge]:
         from glm_local.speech import SpeechStarted
 
         pcm = self._decoder.decode(audio)
@@ -125,30 +142,38 @@ class Listener:
 
     def abort(self) -> None:
         """Drop the utterance in progress (blocking: the recogniser restarts)."""
-        assert self._asr is not None, "load() first"
-        self._asr.start()
-        self._buffered_samples = 0
-        if self._vad is not None and self._vad.in_speech:
-            self._clock_ms += self._vad.stream_ms
-            self._vad.reset()
+        with self._lock:
+            assert self._asr is not None, "load() first"
+            self._asr.start()
+            self._buffered_samples = 0
+            if self._vad is not None and self._vad.in_speech:
+                self._clock_ms += self._vad.stream_ms
+                self._vad.reset()
 
     def clear(self) -> None:
         """``input_audio_buffer.clear``: drop the utterance and any half-decoded input."""
-        self.abort()
-        self._decoder.reset()
+        with self._lock:
+            self.abort()
+            self._decoder.reset()
 
     def finish(self) -> str:
         """End the turn and return its transcript (blocking: the final decode)."""
-        assert self._asr is not None, "load() first"
-        self._buffered_samples = 0
-        if self._vad is None:  # client VAD: the resampler's tail belongs to this turn
-            self._asr.feed(self._decoder.flush())
-        return self._asr.finish().strip()
+        with self._lock:
+            assert self._asr is not None, "load() first"
+            self._buffered_samples = 0
+            if self._vad is None:  # client VAD: the resampler's tail belongs to this turn
+                self._asr.feed(self._decoder.flush())
+            return self._asr.finish().strip()
 
     def close(self) -> None:
-        """Release the recogniser (in its ASR worker, if any)."""
-        if self._asr is not None:
-            self._asr.close()
+        """Free the recogniser (in its ASR worker, if any) and the VAD; idempotent."""
+        with self._lock:
+            self._closed = True
+            asr, self._asr = self._asr, None
+            self._vad = None
+            if asr is not None:
+                asr.close()
+        return_freed_memory()
 
 
 def _new_vad(threshold: float, prefix_padding_ms: int, silence_duration_ms: int) -> SpeechDetector:

@@ -11,6 +11,11 @@ and conversation; the pocketsphinx language model, the synthesizer and the reply
 are loaded once and shared. A wrong path gets HTTP 404, a missing or wrong
 ``Authorization: Bearer`` token 401 (the token, or a GLM-style JWT signed with its
 secret, is accepted), a frame over ``max_frame_bytes`` closes the socket with 1009.
+
+Budgets: a connection beyond ``max_connections`` gets HTTP 429 with GLM's "too busy"
+body (code 1305); one that sends nothing (and is sent nothing but heartbeats) for
+``idle_timeout_s`` gets an ``idle_timeout`` error event and a 1000 close; a session reads
+at most ``read_ahead_bytes`` ahead of what it has handled (:mod:`glm_local.inbox`).
 Nothing starts in ``__init__``; leaving the context closes every socket (1001) and
 waits for every session to end.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import json
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
@@ -31,6 +37,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from glm_local.engine import DeterministicEngine, ReplyEngine
+from glm_local.inbox import DEFAULT_READ_AHEAD_BYTES
 from glm_local.session import LocalSession, SessionResources
 from glm_local.speech.asr_processes import MAX_PROCESSES, RecognizerProcesses
 from glm_local.threads import BlockingWork
@@ -41,10 +48,20 @@ from realtime.logs import wire_logger
 if TYPE_CHECKING:
     from glm_local.speech import Recognizer
 
-__all__ = ["DEFAULT_MAX_FRAME_BYTES", "PATH", "LocalRealtimeServer"]
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT_S",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "PATH",
+    "LocalRealtimeServer",
+]
 
 PATH = "/api/paas/v4/realtime"
 DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
+DEFAULT_IDLE_TIMEOUT_S = 60.0
+"""GLM closes a connection that streams nothing after ~8 s; local clients (tests, agents
+thinking between turns) pause longer, so the default is more patient."""
+DEFAULT_MAX_CONNECTIONS = 256
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +94,10 @@ class LocalRealtimeServer:
             on threads). pocketsphinx holds the GIL, so in-process recognition of concurrent
             sessions shares one core; with workers it uses as many cores as there are
             workers, at ~140 MB (with one recogniser) and ~0.3 s of start-up each.
+        idle_timeout_s: close a connection after this long with nothing received and
+            nothing but heartbeats sent (None: never).
+        read_ahead_bytes: most bytes of frames a session holds before it has handled them.
+        max_connections: most open websockets; more get HTTP 429 at the handshake.
     """
 
     def __init__(
@@ -91,9 +112,20 @@ class LocalRealtimeServer:
         engine: ReplyEngine | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         asr_processes: int = 0,
+        idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
+        read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         if heartbeat_s <= 0:
             raise ConfigError(f"heartbeat_s must be positive, got {heartbeat_s}")
+        if idle_timeout_s is not None and not idle_timeout_s > 0:
+            raise ConfigError(
+                f"idle_timeout_s must be positive or None (never), got {idle_timeout_s}"
+            )
+        if read_ahead_bytes <= 0:
+            raise ConfigError(f"read_ahead_bytes must be positive, got {read_ahead_bytes}")
+        if max_connections <= 0:
+            raise ConfigError(f"max_connections must be positive, got {max_connections}")
         if pace < 0:
             raise ConfigError(f"pace must be >= 0, got {pace}")
         if max_frame_bytes <= 0:
@@ -116,10 +148,16 @@ class LocalRealtimeServer:
         self.tts: Literal["espeak", "piper"] = tts
         self.engine: ReplyEngine = engine or DeterministicEngine()
         self.max_frame_bytes = max_frame_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.read_ahead_bytes = read_ahead_bytes
+        self.max_connections = max_connections
+        self.connections_refused = 0
         self.path = PATH
         self.sessions: set[LocalSession] = set()
         """The sessions currently connected."""
         self.sessions_served = 0
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
         self._server: Server | None = None
         self._resources: SessionResources | None = None
         self._port: int | None = None
@@ -151,6 +189,19 @@ class LocalRealtimeServer:
         """The full websocket URL clients connect to."""
         return self.base_uri + self.path
 
+    async def drained(self) -> None:
+        """Wait until no session is connected; each one that ended has freed what it held."""
+        await self._no_sessions.wait()
+
+    async def live_recognizers(self) -> int:
+        """Recognisers alive now: the ASR workers' and this process's (tests included)."""
+        from glm_local.speech import live_recognizers
+
+        here = live_recognizers()
+        if self._asr_workers is None:
+            return here
+        return here + await asyncio.to_thread(self._asr_workers.live_recognizers)
+
     async def start(self) -> None:
         """Load the shared speech parts and start listening."""
         if self._server is not None:
@@ -163,6 +214,7 @@ class LocalRealtimeServer:
                 self._requested_port,
                 process_request=self._check_request,
                 max_size=self.max_frame_bytes,
+                max_queue=1,  # frames wait in the session's byte-bounded inbox instead
                 compression=None,
                 ping_interval=None,
                 logger=_wire_logger,
@@ -188,6 +240,8 @@ class LocalRealtimeServer:
             engine=self.engine,
             pace=self.pace,
             heartbeat_s=self.heartbeat_s,
+            idle_timeout_s=self.idle_timeout_s,
+            read_ahead_bytes=self.read_ahead_bytes,
         )
 
     async def close(self) -> None:
@@ -243,16 +297,21 @@ class LocalRealtimeServer:
         if request.path.split("?", 1)[0] != self.path:
             return conn.respond(HTTPStatus.NOT_FOUND, f"no such path; use {self.path}\n")
         if not self._authorized(request.headers.get("Authorization")):
-            body = b'{"error":{"code":"1000","message":"authentication failed"}}'
-            headers = Headers([("Content-Type", "application/json")])
-            headers["Content-Length"] = str(len(body))
-            return Response(401, "Unauthorized", headers, body)
+            return _glm_refusal(HTTPStatus.UNAUTHORIZED, "1000", "authentication failed")
+        if self._server is not None and len(self._server.connections) >= self.max_connections:
+            self.connections_refused += 1
+            return _glm_refusal(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "1305",
+                f"too many connections: {self.max_connections} open (max_connections)",
+            )
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert self._resources is not None  # set before the server listens
         session = LocalSession(ws, self._resources)
         self.sessions.add(session)
+        self._no_sessions.clear()
         self.sessions_served += 1
         logger.info("session %s connected from %s", session.id, ws.remote_address)
         try:
@@ -262,4 +321,14 @@ class LocalRealtimeServer:
             await ws.close(1011, "internal error")
         finally:
             self.sessions.discard(session)
+            if not self.sessions:
+                self._no_sessions.set()
             logger.info("session %s ended (close code %s)", session.id, ws.close_code)
+
+
+def _glm_refusal(status: HTTPStatus, code: str, message: str) -> Response:
+    """An HTTP answer to the upgrade with GLM's error body."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = Headers([("Content-Type", "application/json")])
+    headers["Content-Length"] = str(len(body))
+    return Response(status.value, status.phrase, headers, body)

@@ -28,6 +28,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
+from glm_local.inbox import Inbox
 from glm_local.input_audio import InvalidAudio
 from glm_local.listener import Listener, VadParams
 from glm_local.responder import Responder, UnknownCall, new_id
@@ -42,7 +43,6 @@ __all__ = ["LocalSession", "SessionResources"]
 
 logger = logging.getLogger(__name__)
 
-_QUEUE_FRAMES = 256  # frames read ahead of the consumer before the socket is throttled
 _HISTORY_TURNS = 20
 _VAD_DEFAULTS = (0.5, 300, 500)  # threshold, prefix_padding_ms, silence_duration_ms
 
@@ -59,6 +59,9 @@ class SessionResources:
     engine: ReplyEngine
     pace: float
     heartbeat_s: float
+    idle_timeout_s: float | None
+    """Close a connection that sent nothing and was sent nothing but heartbeats this long."""
+    read_ahead_bytes: int
 
 
 class LocalSession:
@@ -86,7 +89,8 @@ class LocalSession:
             split=_split,
         )
         self._greeted = False
-        self._queue: asyncio.Queue[str | bytes] = asyncio.Queue(_QUEUE_FRAMES)
+        self.inbox = Inbox(resources.read_ahead_bytes)
+        self._active_at = 0.0  # when the last event other than a heartbeat was sent
         self._tasks: set[asyncio.Task[None]] = set()
         self.speech_stopped_at: float | None = None
         self.video_frames = 0
@@ -100,16 +104,14 @@ class LocalSession:
             await self._send(ev.Heartbeat(type="heartbeat"))
             await self._send(ev.SessionCreated(type="session.created", session=self._info()))
             self._spawn(self._heartbeats(), "heartbeat")
-            tasks = [self._spawn(self._read(), "reader"), self._spawn(self._consume(), "consumer")]
+            if self._res.idle_timeout_s is not None:
+                self._spawn(self._close_when_idle(self._res.idle_timeout_s), "idle")
+            reader = self._spawn(self.inbox.read(self._ws), "reader")
+            tasks = [reader, self._spawn(self._consume(), "consumer")]
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self._stop_tasks()
             await self._res.blocking.run(self._listener.close)
-
-    async def _read(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for frame in self._ws:
-                await self._queue.put(frame)
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=f"glm-local:{self.id}:{what}")
@@ -134,12 +136,25 @@ class LocalSession:
             await asyncio.sleep(self._res.heartbeat_s)
             await self._send(ev.Heartbeat(type="heartbeat"))
 
+    async def _close_when_idle(self, limit: float) -> None:
+        """Close the connection once neither side has said anything for ``limit`` s."""
+        while True:
+            wait = max(self.inbox.heard_at, self._active_at) + limit - time.monotonic()
+            if wait > 0 or len(self.inbox):  # frames still waiting: the client is not idle
+                await asyncio.sleep(wait if wait > 0 else limit)
+                continue
+            logger.info("session %s: idle for %g s; closing it", self.id, limit)
+            await self._error("idle_timeout", f"nothing received for {limit:g} s; closing")
+            await self._ws.close(1000, "idle timeout")
+            return
+
     async def _consume(self) -> None:
         try:
             await self._res.blocking.run(self._listener.load)
             await self._configure_vad()
             while True:
-                await self._handle(await self._queue.get())
+                frame, _ = await self.inbox.get()
+                await self._handle(frame)
         except Exception:
             logger.exception("session %s failed; closing it", self.id)
             await self._error("server_error", "internal error in the local backend")
@@ -149,6 +164,8 @@ class LocalSession:
 
     async def _send(self, event: ev.ServerEventBase) -> None:
         event.event_id = new_id("event")
+        if not isinstance(event, ev.Heartbeat):
+            self._active_at = time.monotonic()
         with contextlib.suppress(ConnectionClosed):
             await self._ws.send(event.model_dump_json(exclude_none=True))
 

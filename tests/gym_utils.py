@@ -35,15 +35,22 @@ def scenario_index(scenarios: list[Scenario], category: str) -> int:
 
 
 @asynccontextmanager
-async def in_process(
-    backend: Backend, scenarios: list[Scenario] | None = None, **settings: Any
-) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
-    """The app with its lifespan running, and an httpx client over the ASGI transport."""
-    app = create_app(GymSettings(**settings), backend=backend, scenarios=scenarios)
+async def asgi(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """``app`` with its lifespan running, and an httpx client over the ASGI transport."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gym") as client:
-            yield client, app
+            yield client
+
+
+@asynccontextmanager
+async def in_process(
+    backend: Backend, scenarios: list[Scenario] | None = None, **settings: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+    """A gym app on a shared ``backend``, running, with its client (see :func:`asgi`)."""
+    app = create_app(GymSettings(**settings), backend=backend, scenarios=scenarios)
+    async with asgi(app) as client:
+        yield client, app
 
 
 @contextmanager

@@ -13,7 +13,8 @@ import pytest
 
 from glm_gym.backends import Backend
 from glm_gym.scenarios import Scenario
-from tests.gym_utils import backend, in_process, scenario_index, scenarios, until
+from glm_gym.server import GymSettings, create_app
+from tests.gym_utils import asgi, backend, in_process, scenario_index, scenarios, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -216,3 +217,33 @@ async def test_leaving_the_lifespan_closes_every_env_and_session_even_mid_step(
 
 def _busy(app: Any, env_id: str) -> bool:
     return bool(app.state.registry.busy(env_id))
+
+
+async def test_the_glm_backend_option_caps_sessions_per_key_and_queues_the_rest(
+    scenarios: list[Scenario],
+) -> None:
+    """--backend glm with --max-sessions 1, against a server speaking GLM's protocol (the
+    embedded one, at 1x pace, with the key as its token): the second conversation waits for
+    the first one's session slot, then starts."""
+    from glm_local.server import LocalRealtimeServer
+
+    idx = scenario_index(scenarios, "small_talk")
+    key = "gym-test.key"
+    async with LocalRealtimeServer("127.0.0.1", 0, key, pace=1.0) as glm:
+        settings = {"backend": "glm", "glm_api_key": key, "glm_url": glm.url}
+        app = create_app(GymSettings(**settings, glm_max_sessions=1), scenarios=scenarios)
+        async with asgi(app) as http:
+            about = (await http.get("/")).json()
+            assert about["backend"] == "glm" and about["clock"] == "wall"
+            first = (await http.post("/create", json={"data_idx": idx})).json()["id"]
+            second = asyncio.create_task(http.post("/create", json={"data_idx": idx}))
+            shared = app.state.backend
+            await until(lambda: shared.waiting_sessions == 1)
+            metrics = (await http.get("/metrics")).text
+            assert "glm_gym_backend_sessions_waiting 1.0" in metrics
+            assert "glm_gym_backend_sessions 1.0" in metrics and len(glm.sessions) == 1
+            await http.post("/close", json={"id": first})
+            started = await second
+            assert started.status_code == 200, started.text
+            assert shared.live_sessions == 1 and shared.waiting_sessions == 0
+        assert shared.live_sessions == 0

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ._deps import MissingSpeechDependency
 
 if TYPE_CHECKING:
-    from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer
+    from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer, live_recognizers
     from .asr_processes import RecognizerProcesses, RemoteRecognizer, WorkerDied
     from .tts import (
         OUTPUT_SAMPLE_RATE,
@@ -53,6 +53,7 @@ __all__ = [
     "Synthesizer",
     "VadEvent",
     "WorkerDied",
+    "live_recognizers",
     "make_synthesizer",
     "split_text",
 ]
@@ -61,6 +62,7 @@ _LAZY: dict[str, str] = {
     "PocketSphinxModel": "asr",
     "PocketSphinxRecognizer": "asr",
     "Recognizer": "asr",
+    "live_recognizers": "asr",
     "RecognizerProcesses": "asr_processes",
     "RemoteRecognizer": "asr_processes",
     "WorkerDied": "asr_processes",

@@ -59,7 +59,7 @@ from ._deps import require
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["PocketSphinxModel", "PocketSphinxRecognizer", "Recognizer"]
+__all__ = ["PocketSphinxModel", "PocketSphinxRecognizer", "Recognizer", "live_recognizers"]
 
 _RATE = 16000
 _LM_SEARCH = "_lm"
@@ -78,6 +78,20 @@ _CHECK_BYTES = _CHECK_MS * _RATE // 1000 * 2
 # far from the utterance's own changed no word on the fixtures (8 in a random
 # direction neither; 8 towards the utterance's first 40 % cost 4 of 71 LibriVox words).
 _CMN_TOLERANCE = 6.0
+
+_live_lock = threading.Lock()
+_live = 0  # recognisers of this process holding decoders (made, not yet closed)
+
+
+def live_recognizers() -> int:
+    """How many pocketsphinx recognisers of this process hold their decoders (not closed)."""
+    return _live
+
+
+def _count_live(delta: int) -> None:
+    global _live
+    with _live_lock:
+        _live += delta
 
 
 @runtime_checkable
@@ -222,8 +236,9 @@ class PocketSphinxRecognizer:
 
     Holds one decoder (~35-45 MB, ~0.25 s to create) that shares the LM of its
     :class:`PocketSphinxModel`, and a small feature-only decoder (a few MB) that
-    measures cepstral means while calibrating. Calls on one instance must not overlap;
-    instances may be used from different threads.
+    measures cepstral means while calibrating, until :meth:`close` frees them (counted by
+    :func:`live_recognizers`). Calls on one instance must not overlap; instances may be
+    used from different threads.
     """
 
     def __init__(
@@ -257,8 +272,9 @@ class PocketSphinxRecognizer:
         if max_call_ms <= 0:
             raise ValueError(f"max_call_ms must be > 0, not {max_call_ms}")
         self._model = model or PocketSphinxModel.default()
-        self._decoder = self._model.new_decoder()
-        self._meter = self._model.new_meter() if calibration_ms else None
+        self._decoder: Any = self._model.new_decoder()
+        self._meter: Any = self._model.new_meter() if calibration_ms else None
+        _count_live(+1)
         self._calibration_samples = calibration_ms * _RATE // 1000
         self._partial_samples = (
             None if partial_interval_ms is None else partial_interval_ms * _RATE // 1000
@@ -473,7 +489,19 @@ class PocketSphinxRecognizer:
         self._last_partial = ""
 
     def close(self) -> None:
-        """Nothing to release but memory, which the decoders free when collected."""
+        """Free the decoders now; idempotent. (The caller may then return the memory to
+        the OS: :func:`~glm_local.speech._memory.return_freed_memory`.)
+
+        Not left to the garbage collector: a session's objects form reference cycles, so
+        its recogniser would live until a full collection, which ~45 MB of C memory per
+        decoder does not hasten (the collector counts Python objects only).
+        """
+        if self._decoder is None:
+            return
+        self._decoder = self._meter = None
+        self._in_utt = self._decoding = False
+        self._utt_audio = bytearray()
+        _count_live(-1)
 
 
 def _parse_cmn(text: str) -> list[float]:

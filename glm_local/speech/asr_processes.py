@@ -54,7 +54,8 @@ class WorkerDied(RuntimeError):
 
 def _serve(conn: Connection) -> None:
     """A worker's main loop: one model, many recognisers, one request at a time."""
-    from glm_local.speech.asr import PocketSphinxModel, PocketSphinxRecognizer
+    from glm_local.speech._memory import return_freed_memory
+    from glm_local.speech.asr import PocketSphinxModel, PocketSphinxRecognizer, live_recognizers
 
     model = PocketSphinxModel.default()
     recognizers: dict[int, PocketSphinxRecognizer] = {}
@@ -70,7 +71,12 @@ def _serve(conn: Connection) -> None:
                 # No partial hypotheses: nothing sends them, and each costs a backtrace.
                 recognizers[rid] = PocketSphinxRecognizer(model, partial_interval_ms=None)
             elif op == "close":
-                recognizers.pop(rid, None)
+                recognizer = recognizers.pop(rid, None)
+                if recognizer is not None:
+                    recognizer.close()
+                    return_freed_memory()
+            elif op == "live":
+                result = live_recognizers()
             elif op == "feed":
                 result = recognizers[rid].feed(arg)
             else:  # start, finish, reset
@@ -236,6 +242,10 @@ class RecognizerProcesses:
             worker.count(-1)
             raise
         return RemoteRecognizer(worker, rid)
+
+    def live_recognizers(self) -> int:
+        """How many recognisers the workers hold, as each counts them (blocking)."""
+        return sum(int(worker.call("live", -1)) for worker in list(self._workers))
 
     def close(self) -> None:
         """Stop every worker (closing its socket ends it; terminated if it lingers)."""
