@@ -99,6 +99,9 @@ class Backend:
 class LocalBackend(Backend):
     """One embedded server on 127.0.0.1 shared by every environment of the process.
 
+    The server is configured for the gym: no idle timeout (a call waits silently between
+    steps on the virtual clock) and room for every session the backend admits.
+
     Args:
         realtime: pace the server's audio at 1x and the caller at wall-clock speed.
         tts: the server's synthesizer (``espeak`` or ``piper``).
@@ -132,7 +135,7 @@ class LocalBackend(Backend):
         self.server: Any = None
 
     async def start(self) -> None:
-        from glm_local.server import LocalRealtimeServer
+        from glm_local.server import DEFAULT_MAX_CONNECTIONS, LocalRealtimeServer
 
         if self.server is not None:
             raise RuntimeError("the local backend is already started")
@@ -142,6 +145,11 @@ class LocalBackend(Backend):
             self._token,
             pace=1.0 if self.realtime else 0.0,
             heartbeat_s=30.0,
+            # On the virtual clock a call is silent between steps for as long as the agent
+            # thinks; abandoned calls are closed by their owner (the gym server's TTL).
+            idle_timeout_s=None,
+            # Every env of the process is admitted: the cap is max_sessions, queued above.
+            max_connections=max(DEFAULT_MAX_CONNECTIONS, self.max_sessions or 0),
             **self._options,
         )
         await server.start()

@@ -251,3 +251,12 @@ async def test_a_backend_that_cannot_be_reached_ends_the_call_with_its_error() -
         finally:
             await env.close()
         assert unreachable.live_sessions == 0
+
+
+async def test_the_embedded_server_never_ends_a_call_that_is_silent_between_steps(
+    backend: LocalBackend,
+) -> None:
+    server = backend.server
+    assert server is not None
+    assert server.idle_timeout_s is None
+    assert server.max_connections >= 256
