@@ -29,13 +29,13 @@ from typing import Any
 from glm_gym.actions import BargeIn, HangUp, InvalidAction, Say, Wait, parse_action
 from glm_gym.backends import Backend
 from glm_gym.caller import FRAME_MS, Utterance
-from glm_gym.collector import Collector, Reply, UserText
-from glm_gym.conversation import VAD_SILENCE_MS, Call
+from glm_gym.collector import Reply
+from glm_gym.conversation import VAD_SILENCE_MS, Call, call_length_ms, said_by_turn
 from glm_gym.criteria import judge
 from glm_gym.observations import brief_text, turn_text
 from glm_gym.scenarios import Scenario
 
-__all__ = ["StepResult", "VoiceEnv", "said_by_turn"]
+__all__ = ["StepResult", "VoiceEnv"]
 
 TAIL_MS = VAD_SILENCE_MS + FRAME_MS
 """Silence after a line that goes out with it (the server VAD needs it to end the turn)."""
@@ -57,27 +57,6 @@ class StepResult:
     reward: float
     done: bool
     info: dict[str, Any]
-
-
-def said_by_turn(collector: Collector, line_turns: Sequence[int]) -> dict[int, str]:
-    """The assistant's words per caller turn they answer (0: before the caller spoke).
-
-    The backend hears the lines in order, so its k-th transcript is of the k-th line and a
-    reply answers the transcript before it, however late it comes (after a turn timeout
-    it arrives during a later step).
-    """
-    events: list[tuple[int, UserText | Reply]] = [(u.seq, u) for u in collector.user_texts]
-    events += [(r.seq, r) for r in collector.replies]
-    said: dict[int, list[str]] = {}
-    heard, turn = 0, 0
-    for _, event in sorted(events, key=lambda e: e[0]):
-        if isinstance(event, UserText):
-            if line_turns:
-                turn = line_turns[min(heard, len(line_turns) - 1)]
-            heard += 1
-        elif event.text:
-            said.setdefault(turn, []).append(event.text)
-    return {t: " ".join(words) for t, words in said.items()}
 
 
 class VoiceEnv:
@@ -164,6 +143,7 @@ class VoiceEnv:
                 "latencies": latencies,
                 "timed_out": timed_out,
                 "errors": list(collector.errors),
+                "clock_ms": call_length_ms(call),
                 **self.backend.describe(),
             }
             observation = brief_text(scenario, greeting_text)
@@ -380,6 +360,7 @@ class VoiceEnv:
             "success": success,
             "criteria": verdict.to_json(),
             "errors": list(call.collector.errors),
+            "clock_ms": call_length_ms(call),
             "world": copy.deepcopy(call.world.state),
             **extra,
         }

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from glm_gym.collector import Collector, Reply, UserText
+from glm_gym.conversation import said_by_turn
 from glm_gym.criteria import judge
-from glm_gym.environment import said_by_turn
 from glm_gym.scenarios import CATEGORIES, Scenario, load_scenarios, parse_scenario
 from glm_gym.scripted import scripted_actions
 from glm_gym.world import World

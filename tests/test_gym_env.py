@@ -174,6 +174,7 @@ async def test_wait_keeps_the_caller_silent_for_that_long_on_the_call_clock(
         step = await env.step("Action: wait 2")
         assert step.info["action"] == "wait" and not step.info["timed_out"]
         assert caller.now_ms() - before >= 2000
+        assert step.info["clock_ms"] >= caller.now_ms() - 1  # the call's length on its clock
         assert step.info["heard"] == []  # silence: the backend heard no words
     finally:
         await env.close()
