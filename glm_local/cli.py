@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import errno
 import signal
+import socket
 from typing import Literal, cast
 
 import click
@@ -22,6 +23,22 @@ from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
 from glm_local.speech.asr_processes import MAX_PROCESSES
 
 __all__ = ["serve"]
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> str:
+    """Why ``host:port`` cannot be listened on, and what to do instead."""
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"cannot listen on --host {host}: the name does not resolve ({exc.strerror}); "
+            "give an address of this machine, like 127.0.0.1"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use; pick another --port (0: any free one)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on --host {host}: not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port} (ports below 1024 need root)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> ReplyEngine:
@@ -34,19 +51,31 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int, help="TCP port (0: any).")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free one).",
+)
 @click.option(
     "--token",
     envvar="GLM_LOCAL_TOKEN",
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (env GLM_LOCAL_TOKEN).",
 )
-@click.option("--heartbeat", default=30.0, show_default=True, type=float, help="Seconds.")
+@click.option(
+    "--heartbeat",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds between heartbeat events (> 0).",
+)
 @click.option(
     "--pace",
     default=1.0,
     show_default=True,
-    type=float,
+    type=click.FloatRange(min=0),
     help="Stream audio at most PACE x real time (0: as fast as synthesised).",
 )
 @click.option("--tts", type=click.Choice(["espeak", "piper"]), default="espeak", show_default=True)
@@ -68,7 +97,6 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
     help="Recognise speech in N worker processes (0: in the server process). pocketsphinx "
     "holds the GIL, so for many concurrent speakers use about one per core.",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Log each session.")
 def serve(
     host: str,
     port: int,
@@ -81,15 +109,13 @@ def serve(
     engine_model: str | None,
     engine_key: str | None,
     asr_processes: int,
-    verbose: bool,
 ) -> None:
-    """Serve GLM-Realtime on offline speech parts (no key, no network)."""
+    """Serve GLM-Realtime on offline speech parts (no key, no network).
+
+    -v (before or after 'serve') logs each session.
+    """
     from glm_local.server import LocalRealtimeServer
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     engine = _engine(engine_kind, engine_url, engine_model, engine_key)
     server = LocalRealtimeServer(
         host,
@@ -108,11 +134,17 @@ def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-        async with server:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise click.ClickException(_listen_error(host, port, exc)) from exc
+        try:
             click.echo(f"GLM-Realtime (local) listening at {server.url}")
             if token is None:
                 click.echo("no token set: any client may connect", err=True)
             await stop.wait()
+        finally:
+            await server.close()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())

@@ -8,6 +8,8 @@ and backend settings to every GLM node.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
 import sys
@@ -17,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import glm_realtime.extension  # noqa: F401 - registers glm_v2v_python for load_graph
+from glm_realtime.config import ExtensionConfig
 from glm_realtime.extension import GLMRealtimeExtension
-from glm_realtime.host.graph import load_graph, read_app_property
+from glm_realtime.host.errors import GraphError
+from glm_realtime.host.graph import choose_graph, graph_names, load_graph, read_app_property
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.nodes import FileSource, TranscriptCollector
+from glm_realtime.progress import TurnProgress
 from glm_realtime.voice_session import SessionState
 
 if sys.version_info >= (3, 11):
@@ -28,9 +33,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from async_timeout import timeout as _timeout
 
-__all__ = ["DEFAULT_GRAPH", "TurnReport", "prepare_app", "run_turn"]
+__all__ = ["DEFAULT_GRAPH", "TurnReport", "check_app", "load_app", "prepare_app", "run_turn"]
 
 DEFAULT_GRAPH = Path(__file__).parent / "graphs" / "voice_assistant.json"
+_PROGRESS_TICK_S = 0.2  # status line refresh
 
 
 class TurnError(RuntimeError):
@@ -65,9 +71,45 @@ class TurnReport:
         ]
 
 
+REQUIRED_ADDONS = ("file_source", "glm_v2v_python", "wav_sink")
+
+
 def load_app(path: str | Path | None) -> dict[str, Any]:
-    """The app property file (the bundled voice assistant graph by default)."""
-    return read_app_property(path or DEFAULT_GRAPH)
+    """The app property file (the bundled voice assistant graph by default).
+
+    Raises:
+        GraphError: Unreadable, or not an app graph (the message says how to make one).
+    """
+    path = path or DEFAULT_GRAPH
+    app = read_app_property(path)
+    try:
+        graph_names(app)
+    except GraphError as exc:
+        raise GraphError(
+            f"{path}: {exc}.\nAn app graph lists its nodes and connections under "
+            f"'_ten.predefined_graphs': copy {DEFAULT_GRAPH} and edit it."
+        ) from exc
+    return app
+
+
+def check_app(app: dict[str, Any], graph_name: str | None = None) -> None:
+    """Check, before anything starts, that the graph loads and has the nodes a turn needs.
+
+    Raises:
+        GraphError: An invalid graph (unknown addon, unknown key, bad property...).
+        ConfigError: A GLM node's settings are invalid.
+        TurnError: The graph lacks a file_source, glm_v2v_python or wav_sink node.
+    """
+    graph = load_graph(app, graph_name)
+    for node in graph.nodes:
+        if node.addon == "glm_v2v_python":  # its settings, checked before a backend starts
+            ExtensionConfig.from_properties(dict(node.properties), node.name)
+    missing = [a for a in REQUIRED_ADDONS if a not in {node.addon for node in graph.nodes}]
+    if missing:
+        raise TurnError(
+            f"graph '{graph.name}' has no {', '.join(missing)} node; a turn needs a "
+            f"{', a '.join(REQUIRED_ADDONS)} node (see {DEFAULT_GRAPH})"
+        )
 
 
 def prepare_app(
@@ -76,34 +118,31 @@ def prepare_app(
     input_path: Path,
     output_path: Path,
     glm: dict[str, Any],
+    graph_name: str | None = None,
     speed: float = 1.0,
     input_rate: int | None = None,
     transcript_path: Path | None = None,
 ) -> dict[str, Any]:
-    """A copy of ``app`` with the input, output and backend set on every matching node."""
+    """A copy of ``app`` with the input, output and backend set on the graph's nodes.
+
+    Raises:
+        GraphError, TurnError: As :func:`check_app`.
+    """
+    check_app(app, graph_name)
     app = copy.deepcopy(app)
-    graphs = app.get("_ten", {}).get("predefined_graphs", [])
-    found: set[str] = set()
-    for graph in graphs:
-        for node in graph.get("nodes", []):
-            props = node.setdefault("property", {})
-            match node.get("addon"):
-                case "file_source":
-                    props.update(path=str(input_path), speed=speed)
-                    if input_rate is not None:
-                        props["sample_rate"] = input_rate
-                case "wav_sink":
-                    props["path"] = str(output_path)
-                case "transcript_collector" if transcript_path is not None:
-                    props["path"] = str(transcript_path)
-                case "glm_v2v_python":
-                    props.update(glm)
-                case _:
-                    continue
-            found.add(node["addon"])
-    missing = {"file_source", "glm_v2v_python", "wav_sink"} - found
-    if missing:
-        raise TurnError(f"the graph has no {', '.join(sorted(missing))} node")
+    for node in choose_graph(app, graph_name).get("nodes", []):
+        props = node.setdefault("property", {})
+        match node.get("addon"):
+            case "file_source":
+                props.update(path=str(input_path), speed=speed)
+                if input_rate is not None:
+                    props["sample_rate"] = input_rate
+            case "wav_sink":
+                props["path"] = str(output_path)
+            case "transcript_collector" if transcript_path is not None:
+                props["path"] = str(transcript_path)
+            case "glm_v2v_python":
+                props.update(glm)
     return app
 
 
@@ -115,31 +154,65 @@ def _first(runner: GraphRunner, kind: type[Any]) -> Any:
     return None
 
 
+async def _follow(source: FileSource, progress: TurnProgress) -> None:
+    """Redraw how much audio was sent until the input is played (display only)."""
+    progress.start()
+    while not source.finished.is_set():
+        progress.sent(source.seconds_sent)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(source.finished.wait(), _PROGRESS_TICK_S)
+    progress.sent_all()
+
+
 async def run_turn(
-    app: dict[str, Any], graph_name: str | None = None, *, timeout_s: float = 60.0
+    app: dict[str, Any],
+    graph_name: str | None = None,
+    *,
+    timeout_s: float = 60.0,
+    progress: TurnProgress | None = None,
 ) -> TurnReport:
-    """Play the input, wait for the assistant to finish answering, stop the graph."""
+    """Play the input, wait for the assistant to finish answering, stop the graph.
+
+    Raises:
+        TurnError: No complete reply in ``timeout_s``, or the GLM session failed (the
+            message ends with the session's reason).
+    """
     graph = load_graph(app, graph_name)
     report = TurnReport()
+    timed_out = False
     async with GraphRunner(graph) as runner:
         source: FileSource = _first(runner, FileSource)
         glm: GLMRealtimeExtension = _first(runner, GLMRealtimeExtension)
         collector: TranscriptCollector | None = _first(runner, TranscriptCollector)
         assert glm.session is not None
+        follower = None
+        if progress is not None:
+            if collector is not None:
+                collector.on_text = progress.text
+            follower = asyncio.create_task(_follow(source, progress), name="turn:progress")
         try:
             async with _timeout(timeout_s):
                 await source.finished.wait()
                 await glm.session.wait_settled(1)
-        except TimeoutError as exc:
-            raise TurnError(f"no complete reply within {timeout_s:g} s") from exc
+        except (TimeoutError, asyncio.TimeoutError):  # distinct types on 3.10
+            timed_out = True
         finally:
-            if collector is not None:
-                report.segments = list(collector.segments)
-                report.metrics = list(collector.metrics)
-                report.errors = list(collector.errors)
-        if glm.session.state is SessionState.FAILED:
-            reasons = "; ".join(str(e.get("message")) for e in report.errors) or "unknown"
-            raise TurnError(f"the GLM session failed: {reasons}")
+            if follower is not None:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
+                assert progress is not None
+                progress.close()
+        failed = glm.session.state is SessionState.FAILED
+    # Leaving the runner drained the queues: the session's error reached the collector.
+    if collector is not None:
+        report.segments = list(collector.segments)
+        report.metrics = list(collector.metrics)
+        report.errors = list(collector.errors)
+    if failed:
+        reasons = "; ".join(str(e.get("message")) for e in report.errors) or "no reason given"
+        raise TurnError(f"the GLM session failed: {reasons}")
+    if timed_out:
+        raise TurnError(f"no complete reply within {timeout_s:g} s")
     return report
 
 

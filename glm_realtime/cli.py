@@ -1,63 +1,66 @@
-"""``glm-realtime``: run a spoken turn through a graph, replay a dump, serve locally."""
+"""``glm-realtime``: run a spoken turn through a graph, replay a dump, serve locally.
+
+Where a turn connects (``run`` and ``replay``):
+
+* a key (``--api-key`` or ``GLM_API_KEY``): ``--url``, by default the GLM cloud;
+* no key and ``--url`` on this machine (127.0.0.1, localhost, ::1): that server, with
+  no credential (``serve`` without ``--token`` accepts it; with one, pass the token as
+  ``--api-key``);
+* no key and no ``--url``: an embedded local backend on a free port.
+
+Everything is checked before anything starts: the input file (format, rate, that it
+holds audio), the graph, the URL. Errors are one line (see :mod:`glm_realtime.cli_group`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
-from glm_realtime.app import TurnError, load_app, prepare_app, run_turn, summary_lines
+from glm_realtime.app import TurnError, check_app, load_app, prepare_app, run_turn, summary_lines
+from glm_realtime.cli_group import CliGroup, verbosity
 from glm_realtime.host.errors import HostError
+from glm_realtime.nodes.pcm import RAW_SUFFIXES, AudioFileError, check_rate, read_audio
+from glm_realtime.progress import TurnProgress
 from realtime.connection import DEFAULT_URL
 from realtime.errors import RealtimeError
+from realtime.pcm import MAX_RATE, MIN_RATE
 
-_DUMP_RATE = re.compile(r"_(\d+)hz\.pcm$")
-
-
-class _LazyGroup(click.Group):
-    """Commands of the packages on top of this one, imported only when named.
-
-    Nothing here imports them at module import time (the layers point down); ``--help``
-    imports each listed module (click only) to show its one-line summary.
-    """
-
-    lazy = {"gym": "glm_gym.launch:gym"}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = self.lazy.get(cmd_name)
-        if target is None:
-            return super().get_command(ctx, cmd_name)
-        module, _, name = target.partition(":")
-        command = getattr(importlib.import_module(module), name)
-        assert isinstance(command, click.Command)
-        return command
+_RATE_IN_NAME = re.compile(r"_(\d+)hz\.(pcm|raw)$", re.IGNORECASE)
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# What a turn sends to a local server started without --token: it checks nothing.
+_NO_KEY = "no-key"
 
 
-@click.group(cls=_LazyGroup)
-@click.option("-v", "--verbose", count=True, help="-v info logs, -vv debug logs.")
-def cli(verbose: int) -> None:
+@click.group(cls=CliGroup)
+def cli() -> None:
     """GLM-Realtime voice agent: graph runner, replay and local backend."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+cli.user_errors = (click.ClickException, TurnError, HostError, RealtimeError, OSError, ValueError)
+
+
+def _notice(message: str) -> None:
+    if verbosity() >= 0:
+        click.echo(message, err=True)
 
 
 @asynccontextmanager
 async def _backend(api_key: str | None, url: str | None) -> AsyncIterator[dict[str, Any]]:
-    """GLM node properties for the cloud (with a key) or an embedded local server."""
-    if api_key:
+    """GLM node properties for the URL (with a key or a local URL) or an embedded server."""
+    if api_key or url:
         base, _, path = (url or DEFAULT_URL).partition("/api/")
-        yield {"base_uri": base, "path": "/api/" + path, "api_key": api_key}
+        if not api_key:
+            _notice(f"no GLM_API_KEY: connecting to {url} without a key")
+        yield {"base_uri": base, "path": "/api/" + path, "api_key": api_key or _NO_KEY}
         return
     try:
         from glm_local.server import LocalRealtimeServer
@@ -68,13 +71,63 @@ async def _backend(api_key: str | None, url: str | None) -> AsyncIterator[dict[s
         ) from exc
     token = secrets.token_hex(16)
     async with LocalRealtimeServer(host="127.0.0.1", port=0, token=token) as server:
-        click.echo(f"no GLM_API_KEY: using the embedded backend at {server.url}", err=True)
+        _notice(f"no GLM_API_KEY: using the embedded backend at {server.url}")
         yield {"base_uri": server.base_uri, "path": server.path, "api_key": token}
+
+
+def _check_url(url: str | None, api_key: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or "/api/" not in parts.path:
+        raise click.BadParameter(
+            f"{url!r} is not a GLM-Realtime websocket URL; accepted: "
+            f"ws:// or wss://HOST[:PORT]/api/..., like {DEFAULT_URL}",
+            param_hint="'--url'",
+        )
+    if not api_key and parts.hostname not in _LOOPBACK_HOSTS:
+        raise click.UsageError(
+            f"--url {url} needs a key: set GLM_API_KEY or pass --api-key (without a key only "
+            "a server on this machine is tried: 127.0.0.1, localhost or ::1)"
+        )
+
+
+def _raw_rate(path: Path, given: int | None, option: str) -> int | None:
+    """The rate of a headerless input: ``option``'s value, else the ``_<rate>hz`` name."""
+    if path.suffix.lower() not in RAW_SUFFIXES:
+        if given is not None:
+            raise click.UsageError(
+                f"{option} is for headerless .pcm/.raw input; {path.name} states its own rate"
+            )
+        return None
+    if given is not None:
+        return given
+    match = _RATE_IN_NAME.search(path.name)
+    if match is None:
+        raise click.UsageError(
+            f"{path.name} is raw PCM with no header to state its rate: pass {option} "
+            f"({MIN_RATE}..{MAX_RATE}) or name it like speech_16000hz.pcm"
+        )
+    rate = int(match.group(1))
+    try:
+        return check_rate(rate, f"the rate in the name {path.name}")
+    except AudioFileError as exc:
+        raise click.UsageError(f"{exc}; pass {option} to give the right one") from exc
+
+
+def _input_seconds(path: Path, raw_rate: int | None, param_hint: str) -> float:
+    """Read the input once up front, so a file that cannot be heard stops the run at once."""
+    try:
+        samples, rate = read_audio(path, raw_rate or 0)
+    except (AudioFileError, OSError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint=param_hint) from exc
+    return len(samples) / rate
 
 
 async def _run_turn(
     *,
     input_path: Path,
+    input_seconds: float,
     output_path: Path,
     graph: Path | None,
     graph_name: str | None,
@@ -83,9 +136,10 @@ async def _run_turn(
     transcript: Path | None,
     api_key: str | None,
     url: str | None,
-    input_rate: int | None = None,
+    input_rate: int | None,
 ) -> list[str]:
     app = load_app(graph)
+    check_app(app, graph_name)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     async with _backend(api_key, url) as glm_props:
         # A recording may play faster than the socket opens: hold all of it (up to the
@@ -93,6 +147,7 @@ async def _run_turn(
         glm_props.update(disconnected_audio="keep", disconnected_keep_ms=60_000)
         prepared = prepare_app(
             app,
+            graph_name=graph_name,
             input_path=input_path,
             output_path=output_path,
             glm=glm_props,
@@ -100,7 +155,13 @@ async def _run_turn(
             input_rate=input_rate,
             transcript_path=transcript,
         )
-        report = await run_turn(prepared, graph_name, timeout_s=timeout)
+        progress = TurnProgress(input_seconds) if verbosity() >= 0 else None
+        try:
+            report = await run_turn(prepared, graph_name, timeout_s=timeout, progress=progress)
+        except TurnError as exc:
+            if not api_key and url and "401" in str(exc):
+                raise TurnError(f"{exc}; the server wants a token: pass it as --api-key") from exc
+            raise
     return summary_lines(report, output_path)
 
 
@@ -117,7 +178,8 @@ def _common(func: Any) -> Any:
             "--graph",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             default=None,
-            help="App property.json with the graph (default: the bundled voice assistant).",
+            help="App property.json with '_ten.predefined_graphs' (default: the bundled "
+            "voice assistant, glm_realtime/graphs/voice_assistant.json).",
         ),
         click.option(
             "--graph-name", default=None, help="Graph to run (default: the first auto_start graph)."
@@ -146,13 +208,15 @@ def _common(func: Any) -> Any:
             "--api-key",
             envvar="GLM_API_KEY",
             default=None,
-            help="GLM key (env GLM_API_KEY); without one the embedded backend runs.",
+            help="GLM key (env GLM_API_KEY), or the token of a local 'serve --token'.",
         ),
         click.option(
             "--url",
             envvar="GLM_REALTIME_URL",
             default=None,
-            help=f"Cloud websocket URL (default {DEFAULT_URL}).",
+            help=f"Websocket URL (env GLM_REALTIME_URL; default with a key: {DEFAULT_URL}). "
+            "Without a key, a URL on this machine is used with no credential; with neither, "
+            "an embedded local backend runs.",
         ),
     ]
     for option in reversed(options):
@@ -160,11 +224,12 @@ def _common(func: Any) -> Any:
     return func
 
 
-def _execute(**kwargs: Any) -> None:
-    try:
-        lines = asyncio.run(_run_turn(**kwargs))
-    except (TurnError, HostError, RealtimeError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+def _execute(input_path: Path, rate: int | None, param_hint: str, **kwargs: Any) -> None:
+    _check_url(kwargs["url"], kwargs["api_key"])
+    seconds = _input_seconds(input_path, rate, param_hint)
+    lines = asyncio.run(
+        _run_turn(input_path=input_path, input_rate=rate, input_seconds=seconds, **kwargs)
+    )
     for line in lines:
         click.echo(line)
 
@@ -175,53 +240,46 @@ def _execute(**kwargs: Any) -> None:
     "input_path",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="WAV (any rate) or raw s16le .pcm of the user speaking.",
+    help="The user speaking: WAV (8/16/24/32-bit int or float, any rate and channels; FLAC, "
+    "OGG, AIFF with the [local] extra) or headerless s16le mono .pcm/.raw.",
 )
 @click.option(
     "--input-rate",
-    type=click.IntRange(8000, 192000),
+    type=click.IntRange(MIN_RATE, MAX_RATE),
     default=None,
-    help="Sample rate of a raw .pcm input.",
+    help="Sample rate of a .pcm/.raw input (default: from a '..._<rate>hz.pcm' name).",
 )
 @_common
-def run(**kwargs: Any) -> None:
-    """Play INPUT into the graph as the user, write the assistant's spoken reply."""
-    _execute(**kwargs)
+def run(input_path: Path, input_rate: int | None, **kwargs: Any) -> None:
+    """Play INPUT into the graph as the user, write the assistant's spoken reply.
+
+    Progress (audio sent, what was heard, the reply) goes to stderr; -q hides it.
+    """
+    rate = _raw_rate(input_path, input_rate, "--input-rate")
+    _execute(input_path, rate, "'--input'", **kwargs)
 
 
 @cli.command()
 @click.argument("dump", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--sample-rate",
-    type=click.IntRange(8000, 192000),
+    type=click.IntRange(MIN_RATE, MAX_RATE),
     default=None,
     help="Rate of the dump (read from a '<role>_<tag>_<rate>hz.pcm' name by default).",
 )
 @_common
 def replay(dump: Path, sample_rate: int | None, **kwargs: Any) -> None:
     """Replay a user PCM DUMP written by the extension (property dump) through a graph."""
-    if sample_rate is None:
-        match = _DUMP_RATE.search(dump.name)
-        if match is None:
-            raise click.BadParameter(
-                "cannot tell the rate from the file name; pass --sample-rate", param_hint="DUMP"
-            )
-        sample_rate = int(match.group(1))
-    _execute(input_path=dump, input_rate=sample_rate, **kwargs)
+    rate = _raw_rate(dump, sample_rate, "--sample-rate")
+    _execute(dump, rate, "'DUMP'", **kwargs)
 
 
-def _attach_serve() -> None:
-    # The embedded backend sits on top of this package: attach its command when present.
-    try:
-        from glm_local.cli import serve
-    except ImportError:
-        return
-    cli.add_command(serve)
-
-
-_attach_serve()
+# The embedded backend and the gym sit on top of this package: their commands are
+# imported when named (or listed by --help).
+cli.add_lazy_command("serve", "glm_local.cli:serve")
+cli.add_lazy_command("gym", "glm_gym.launch:gym", extra="gym")
 
 
 def main() -> None:
     """Console entry point."""
-    cli()
+    cli(prog_name="glm-realtime")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 import time
 from collections.abc import Generator, Mapping
@@ -263,6 +264,11 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
             raise ConfigError(f"invalid url: {exc}") from exc
         except InvalidHandshake as exc:
             raise ConnectError(f"websocket handshake failed: {exc}") from exc
+        except socket.gaierror as exc:
+            host = urlsplit(self.url).hostname
+            raise ConnectError(
+                f"cannot resolve {host} ({exc.strerror}): no network, or a wrong host in {self.url}"
+            ) from exc
         except (OSError, TimeoutError) as exc:
             raise ConnectError(f"cannot reach {self.url}: {exc!r}") from exc
         handshake_s = time.monotonic() - started

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+from tests.cli_process import assert_user_error, cli
 from tests.fake_glm import Expect, FakeGLMServer, Send
 from tests.glm_graph import KEY, dumped_turn, tone_wav, turn, uplink_audio
 
 
-async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run ``python -m glm_realtime.cli ...`` (the console script's code) to completion."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from glm_realtime.cli import main; main()",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-async def test_run_plays_the_input_writes_the_reply_and_prints_transcripts(tmp_path: Path) -> None:
+async def scripted_run(
+    input_path: Path, *args: str, before: tuple[str, ...] = (), pre: str = ""
+) -> tuple[int, str, str, bytes]:
+    """``glm-realtime BEFORE run ... ARGS`` against a scripted GLM server that answers one
+    turn; also the uplink audio it received."""
     script = [
         [
             Expect("session.update"),
@@ -37,19 +27,27 @@ async def test_run_plays_the_input_writes_the_reply_and_prints_transcripts(tmp_p
     ]
     async with FakeGLMServer(script) as server:
         code, out, err = await cli(
+            *before,
             "run",
             "--input",
-            str(tone_wav(tmp_path / "in.wav")),
+            str(input_path),
             "--output",
-            str(tmp_path / "reply.wav"),
+            str(input_path.with_name("reply.wav")),
             "--speed",
             "0",
-            "--transcript",
-            str(tmp_path / "t.jsonl"),
             "--url",
             server.url,
+            *args,
             env={"GLM_API_KEY": KEY},
+            pre=pre,
         )
+        audio = uplink_audio(server.connections[0]) if server.connections else b""
+    return code, out, err, audio
+
+
+async def test_run_plays_the_input_writes_the_reply_and_prints_transcripts(tmp_path: Path) -> None:
+    wav = tone_wav(tmp_path / "in.wav")
+    code, out, err, _ = await scripted_run(wav, "--transcript", str(tmp_path / "t.jsonl"))
     assert code == 0, err
     assert "assistant: It is nine." in out
     assert "user: What time is it?" in out
@@ -127,5 +125,84 @@ async def test_replay_needs_a_rate_when_the_name_does_not_say(tmp_path: Path) ->
     code, _, err = await cli(
         "replay", str(dump), "--output", str(tmp_path / "o.wav"), env={"GLM_API_KEY": KEY}
     )
-    assert code == 2
-    assert "--sample-rate" in err
+    assert_user_error(code, err, 2, "--sample-rate")
+
+
+async def test_run_reports_progress_on_stderr_and_q_silences_it(tmp_path: Path) -> None:
+    """While it works: audio sent, what was heard, the reply; the result stays on stdout."""
+    wav = tone_wav(tmp_path / "in.wav")
+    code, out, err, _ = await scripted_run(wav)
+    assert code == 0, err
+    assert "sending 1.0 s of audio" in err
+    assert "sent the audio, waiting for the reply" in err
+    assert "heard: What time is it?" in err
+    assert "reply: It is nine." in err
+    assert "assistant: It is nine." in out and "reply:" not in out
+
+    code, out, err, _ = await scripted_run(wav, "-q")
+    assert code == 0, err
+    assert err == ""
+    assert "assistant: It is nine." in out
+
+
+def _soundfile_wav(path: Path, subtype: str, channels: int) -> Path:
+    """A 1 s 440 Hz tone at 22050 Hz, 8000 / 32768 of full scale, written by libsndfile."""
+    import soundfile
+
+    tone = 8000 / 32768 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050)
+    soundfile.write(str(path), np.stack([tone] * channels, axis=1), 22050, subtype=subtype)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("subtype", "channels"),
+    [("FLOAT", 1), ("DOUBLE", 1), ("PCM_24", 2), ("PCM_32", 1), ("PCM_U8", 1), ("PCM_16", 6)],
+)
+async def test_run_reads_wavs_in_the_formats_people_have(
+    tmp_path: Path, subtype: str, channels: int
+) -> None:
+    """Float, 24/32-bit, 8-bit, multichannel: each reaches GLM as the same tone."""
+    pytest.importorskip("soundfile")
+    wav = _soundfile_wav(tmp_path / "in.wav", subtype, channels)
+    code, out, err, audio = await scripted_run(wav)
+    assert code == 0, err
+    assert "assistant: It is nine." in out
+    sent = np.frombuffer(audio, "<i2").astype(float)[:16000]  # the tone, at the 16 kHz uplink
+    assert len(sent) == 16000
+    peak_hz = np.argmax(np.abs(np.fft.rfft(sent)))  # 1 Hz bins over 1 s
+    assert abs(peak_hz - 440) <= 1
+    assert np.sqrt(np.mean(sent**2)) == pytest.approx(8000 / np.sqrt(2), rel=0.03)
+
+
+async def test_a_float_wav_without_soundfile_says_how_to_read_it(tmp_path: Path) -> None:
+    """Without the [local] extra, integer WAVs still play and a float WAV names the fix."""
+    pytest.importorskip("soundfile")
+    hide = "import sys; sys.modules['soundfile'] = None"
+    wav = _soundfile_wav(tmp_path / "in.wav", "FLOAT", 1)
+    code, _, err, _ = await scripted_run(wav, pre=hide)
+    assert_user_error(code, err, 2, "needs soundfile", "pip install 'glm-realtime[local]'")
+    assert len(err.strip().splitlines()) <= 2
+
+    code, out, err, _ = await scripted_run(_soundfile_wav(wav, "PCM_24", 2), pre=hide)
+    assert code == 0, err
+    assert "assistant: It is nine." in out
+
+
+async def test_a_raw_pcm_input_takes_its_rate_from_the_name(tmp_path: Path) -> None:
+    pcm = tmp_path / "speech_16000hz.pcm"
+    pcm.write_bytes((np.sin(np.arange(16000) / 5) * 8000).astype("<i2").tobytes())
+    code, out, err, audio = await scripted_run(pcm)
+    assert code == 0, err
+    assert "sending 1.0 s of audio" in err  # 32000 bytes at 16 kHz, not at a 24 kHz guess
+    assert len(audio) >= 32000
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+async def test_v_logs_whether_before_or_after_the_command(tmp_path: Path, where: str) -> None:
+    wav = tone_wav(tmp_path / "in.wav")
+    if where == "before":
+        code, _, err, _ = await scripted_run(wav, before=("-v",))
+    else:
+        code, _, err, _ = await scripted_run(wav, "-v")
+    assert code == 0, err
+    assert "INFO glm_realtime" in err

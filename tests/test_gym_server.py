@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from glm_gym.backends import Backend
@@ -247,3 +248,16 @@ async def test_the_glm_backend_option_caps_sessions_per_key_and_queues_the_rest(
             assert started.status_code == 200, started.text
             assert shared.live_sessions == 1 and shared.waiting_sessions == 0
         assert shared.live_sessions == 0
+
+
+async def test_after_shutdown_health_and_create_answer_503(
+    backend: Backend, scenarios: list[Scenario]
+) -> None:
+    async with in_process(backend, scenarios) as (_, app):
+        pass
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gym") as http:
+        health = await http.get("/health")
+        assert health.status_code == 503 and health.json() == {"status": "stopping"}
+        refused = await http.post("/create", json={})
+        assert "shutting down" in _error(refused, 503) and refused.headers["Retry-After"] == "1"

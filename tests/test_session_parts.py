@@ -282,9 +282,13 @@ def test_readme_documents_every_property_and_cli_command() -> None:
     readme = (PACKAGE.parent / "README.md").read_text()
     missing = [name for name in ExtensionConfig.model_fields if f"| `{name}` |" not in readme]
     assert missing == []
+    import click
+
     from glm_realtime.cli import cli
 
-    for command in cli.commands:
+    commands = cli.list_commands(click.Context(cli))  # the lazily attached ones too
+    assert {"run", "replay", "serve", "gym"} <= set(commands)
+    for command in commands:
         assert f"glm-realtime {command}" in readme, command
 
 

@@ -20,10 +20,11 @@ string, then each value is checked against the addon's manifest.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -38,6 +39,7 @@ __all__ = [
     "MsgKind",
     "NodeSpec",
     "Route",
+    "choose_graph",
     "graph_names",
     "load_graph",
     "parse_graph",
@@ -47,6 +49,14 @@ __all__ = [
 MsgKind = Literal["cmd", "data", "audio_frame", "video_frame"]
 MSG_KINDS: tuple[MsgKind, ...] = ("cmd", "data", "audio_frame", "video_frame")
 _log = logging.getLogger("glm_realtime.host.graph")
+# The keys of a TEN node; anything else (a "proprety" typo) would be silently ignored.
+NODE_KEYS = frozenset({"type", "name", "addon", "extension_group", "app", "property"})
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a near miss among ``choices``, else ``""``."""
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass(frozen=True)
@@ -121,9 +131,26 @@ def read_app_property(path: str | os.PathLike[str]) -> dict[str, Any]:
     return value
 
 
+def _addon_property_owner(value: Mapping[str, Any]) -> str | None:
+    """The addon whose declared properties include every key of ``value``, if one does."""
+    registry = default_registry()
+    for name in registry.names():
+        addon = registry.find(name)
+        schema = addon.property_schema if addon is not None else None
+        if value and schema and set(value) <= set(schema):
+            return name
+    return None
+
+
 def _predefined(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     ten = app.get("_ten", app.get("ten"))
     if not isinstance(ten, Mapping) or not isinstance(ten.get("predefined_graphs"), list):
+        owner = None if ten is not None else _addon_property_owner(app)
+        if owner is not None:
+            raise GraphError(
+                f"this is the property file of addon '{owner}' (its default properties), "
+                "not an app graph"
+            )
         raise GraphError("no '_ten.predefined_graphs' list in the app property")
     graphs = ten["predefined_graphs"]
     for i, graph in enumerate(graphs):
@@ -157,18 +184,28 @@ def load_graph(
         GraphError: Unreadable file, unknown graph name, or an invalid graph.
     """
     app = source if isinstance(source, Mapping) else read_app_property(source)
+    return parse_graph(choose_graph(app, name), registry=registry, environ=environ)
+
+
+def choose_graph(app: Mapping[str, Any], name: str | None = None) -> Mapping[str, Any]:
+    """The predefined graph called ``name``; by default the first ``auto_start`` one, else the
+    first (the object inside ``app``, not a copy).
+
+    Raises:
+        GraphError: No graphs, or none called ``name``.
+    """
     graphs = _predefined(app)
     if not graphs:
         raise GraphError("the app property defines no graphs")
     if name is None:
-        chosen = next((g for g in graphs if g.get("auto_start") is True), graphs[0])
-    else:
-        found = [g for g in graphs if g["name"] == name]
-        if not found:
-            known = ", ".join(graph_names(app))
-            raise GraphError(f"no graph named '{name}' (graphs: {known})")
-        chosen = found[0]
-    return parse_graph(chosen, registry=registry, environ=environ)
+        return next((g for g in graphs if g.get("auto_start") is True), graphs[0])
+    for graph in graphs:
+        if graph["name"] == name:
+            return graph
+    known = graph_names(app)
+    raise GraphError(
+        f"no graph named '{name}'{did_you_mean(name, known)} (graphs: {', '.join(known)})"
+    )
 
 
 def parse_graph(
@@ -221,9 +258,19 @@ def _parse_node(
     if not isinstance(addon_name, str) or not addon_name:
         raise GraphError(f"graph '{gname}' node '{name}': no 'addon'")
     where = f"graph '{gname}' node '{name}'"
+    unknown = sorted(set(raw) - NODE_KEYS)
+    if unknown:
+        hints = "".join(did_you_mean(key, NODE_KEYS) for key in unknown)
+        raise GraphError(
+            f"{where}: unknown key {', '.join(repr(k) for k in unknown)}{hints}; "
+            f"a node has: {', '.join(sorted(NODE_KEYS))}"
+        )
     addon = registry.find(addon_name)
     if addon is None:
-        raise GraphError(f"{where}: unknown addon '{addon_name}' ({registry.describe_known()})")
+        hint = did_you_mean(addon_name, registry.names())
+        raise GraphError(
+            f"{where}: unknown addon '{addon_name}'{hint} ({registry.describe_known()})"
+        )
     addons[addon_name] = addon
     given = raw.get("property") or {}
     if not isinstance(given, Mapping):
@@ -245,8 +292,8 @@ def _parse_node(
             if key not in schema:
                 declared = ", ".join(sorted(schema)) or "none"
                 raise GraphError(
-                    f"{where} property '{key}' is not declared by addon '{addon_name}' "
-                    f"(declared: {declared})"
+                    f"{where} property '{key}' is not declared by addon '{addon_name}'"
+                    f"{did_you_mean(key, list(schema))} (declared: {declared})"
                 )
             try:
                 resolved[key] = check_value(resolved[key], schema[key], key)

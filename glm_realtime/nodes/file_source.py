@@ -74,6 +74,7 @@ class FileSource(Extension):
     Attributes:
         finished: Set once every frame (and ``on_user_left``, if asked) was sent.
         frames_sent: Number of frames sent so far.
+        seconds_sent: Audio sent so far, in seconds (the silence around the file included).
         sample_rate: Rate of the stream (the file's), known after ``on_start``.
         clock: Monotonic clock in seconds; replace before start to test pacing.
         sleep: Coroutine sleeping a number of seconds; replaced with ``clock``.
@@ -83,12 +84,16 @@ class FileSource(Extension):
         super().__init__(name)
         self.finished = asyncio.Event()
         self.frames_sent = 0
+        self.seconds_sent = 0.0
         self.sample_rate = 0
         self.clock: Callable[[], float] = time.monotonic
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def on_start(self, env: AsyncTenEnv) -> None:
-        path = Path(env.get_property_string("path"))
+        given_path = env.get_property_string("path")
+        if not given_path:
+            raise AudioSourceError("property 'path' is empty: set it to the audio file to play")
+        path = Path(given_path)
         frame_ms = env.get_property_int("frame_ms")
         speed = env.get_property_float("speed")
         if frame_ms <= 0 or speed < 0:
@@ -135,6 +140,7 @@ class FileSource(Extension):
             frame.set_property_string("channel", channel)
             await env.send_audio_frame(frame)
             self.frames_sent += 1
+            self.seconds_sent = end / rate
         if env.get_property_bool("user_left_at_end"):
             await env.send_cmd(Cmd.create("on_user_left"))
         env.log_info(f"finished after {self.frames_sent} frames")

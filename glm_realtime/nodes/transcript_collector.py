@@ -15,6 +15,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,6 +68,7 @@ class TranscriptCollector(Extension):
         segments: Finished segments: ``role``, ``stream_id``, ``text`` (joined pieces).
         metrics: Properties of each ``metrics`` message, plus ``ts``.
         errors: Properties of each ``error`` message, plus ``ts``.
+        on_text: Called with each ``text_data`` record as it arrives (live progress).
     """
 
     def __init__(self, name: str) -> None:
@@ -76,6 +78,7 @@ class TranscriptCollector(Extension):
         self.metrics: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []
         self.out: IO[str] = sys.stdout
+        self.on_text: Callable[[dict[str, Any]], None] | None = None
         self._partial: dict[tuple[str, int], str] = {}
         self._file: IO[str] | None = None
         self._print = False
@@ -115,6 +118,8 @@ class TranscriptCollector(Extension):
         }
         self.records.append(record)
         self._write("text", record)
+        if self.on_text is not None:
+            self.on_text(record)
         key = (record["role"], record["stream_id"])
         text = self._partial.pop(key, "") + record["text"]
         if not record["end_of_segment"]:
