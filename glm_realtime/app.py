@@ -26,7 +26,7 @@ from glm_realtime.host.graph import choose_graph, graph_names, load_graph, read_
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.nodes import FileSource, TranscriptCollector
 from glm_realtime.progress import TurnProgress
-from glm_realtime.voice_session import SessionState
+from glm_realtime.voice_session import SessionState, VoiceSession
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -164,6 +164,23 @@ async def _follow(source: FileSource, progress: TurnProgress) -> None:
     progress.sent_all()
 
 
+async def _answered(source: FileSource, session: VoiceSession) -> None:
+    """The input was played and the reply settled, or the session failed first (a refused
+    key ends the turn at once, not after the whole input)."""
+    played = asyncio.create_task(source.finished.wait(), name="turn:played")
+    ended = asyncio.create_task(session.wait_settled(1), name="turn:settled-or-failed")
+    try:
+        await asyncio.wait({played, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if session.state is SessionState.FAILED:
+            return
+        await played
+        await session.wait_settled(1)
+    finally:
+        for task in (played, ended):
+            task.cancel()
+        await asyncio.gather(played, ended, return_exceptions=True)
+
+
 async def run_turn(
     app: dict[str, Any],
     graph_name: str | None = None,
@@ -192,8 +209,7 @@ async def run_turn(
             follower = asyncio.create_task(_follow(source, progress), name="turn:progress")
         try:
             async with _timeout(timeout_s):
-                await source.finished.wait()
-                await glm.session.wait_settled(1)
+                await _answered(source, glm.session)
         except (TimeoutError, asyncio.TimeoutError):  # distinct types on 3.10
             timed_out = True
         finally:

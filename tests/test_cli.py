@@ -77,6 +77,25 @@ async def test_run_with_a_refused_key_exits_non_zero_with_the_reason(tmp_path: P
     assert "the GLM session failed" in err and "401" in err
 
 
+async def test_a_refused_key_ends_the_run_before_the_input_has_played(tmp_path: Path) -> None:
+    """At real-time pace a failed session ends the turn at once, not after 20 s of input."""
+    async with FakeGLMServer(api_key="x.y") as server:
+        code, _, err = await cli(
+            "run",
+            "--input",
+            str(tone_wav(tmp_path / "in.wav", seconds=20.0)),
+            "--output",
+            str(tmp_path / "o.wav"),
+            "--url",
+            server.url,
+            "--api-key",
+            KEY,
+        )
+    assert_user_error(code, err, 1, "the GLM session failed", "401")
+    assert "sending 20.0 s of audio" in err
+    assert "sent the audio" not in err
+
+
 async def test_run_refuses_a_missing_input_file(tmp_path: Path) -> None:
     code, _, err = await cli(
         "run",
