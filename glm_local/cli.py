@@ -3,7 +3,8 @@
 Example::
 
     glm-realtime serve --port 8765 --token secret --tts piper
-    glm-realtime serve --asr-processes 4        # many concurrent speakers, 4 cores
+    glm-realtime serve --asr-processes 0 --max-sessions 2   # in-process ASR, 2 at once
+    glm-realtime serve --asr whisper            # accurate recognition, ~1 s per utterance
     glm-realtime serve --engine openai --engine-url http://127.0.0.1:8080/v1 \\
         --engine-model my-model
 """
@@ -19,8 +20,16 @@ from typing import Literal, cast
 
 import click
 
+from glm_local.admission import SPEAKERS_PER_ASR_CORE, default_asr_processes
 from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
+from glm_local.server import DEFAULT_IDLE_TIMEOUT_S, LocalRealtimeServer
+from glm_local.speech import MissingSpeechDependency
 from glm_local.speech.asr_processes import MAX_PROCESSES
+from glm_local.speech.recognizers import (
+    RECOGNIZER_NAMES,
+    RecognizerName,
+    check_recognizer_installed,
+)
 
 __all__ = ["serve"]
 
@@ -39,6 +48,14 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EACCES:
         return f"no permission to listen on port {port} (ports below 1024 need root)"
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _asr_processes(given: int | None, asr: str) -> int:
+    """One worker per core for pocketsphinx (it holds the GIL); whisper computes without
+    it, so in-process, where a worker would only add a copy of the model."""
+    if given is not None:
+        return given
+    return default_asr_processes() if asr == "pocketsphinx" else 0
 
 
 def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> ReplyEngine:
@@ -91,11 +108,34 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
 @click.option("--engine-key", envvar="OPENAI_API_KEY", default=None, help="env OPENAI_API_KEY")
 @click.option(
     "--asr-processes",
-    default=0,
-    show_default=True,
+    default=None,
     type=click.IntRange(0, MAX_PROCESSES),
-    help="Recognise speech in N worker processes (0: in the server process). pocketsphinx "
-    "holds the GIL, so for many concurrent speakers use about one per core.",
+    help="Recognise speech in N worker processes (0: in the server process). Default: one "
+    "per core (in-process on one core); pocketsphinx holds the GIL, so in-process "
+    "recognition of all sessions shares one core.",
+)
+@click.option(
+    "--max-sessions",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Serve at most N sessions at once; more get GLM's concurrency error (1302) and "
+    f"close 1013. Default: what this machine serves at real time ({SPEAKERS_PER_ASR_CORE} "
+    "per core of recognition); no limit with --pace 0.",
+)
+@click.option(
+    "--idle-timeout",
+    default=DEFAULT_IDLE_TIMEOUT_S,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Close a connection that sends nothing for this many seconds.",
+)
+@click.option(
+    "--asr",
+    type=click.Choice(RECOGNIZER_NAMES),
+    default="pocketsphinx",
+    show_default=True,
+    help="Recogniser: pocketsphinx (streaming, fast, weak on open speech and synthetic "
+    "voices) or whisper (the [whisper] extra; far fewer errors, ~1 s after each utterance).",
 )
 def serve(
     host: str,
@@ -108,14 +148,19 @@ def serve(
     engine_url: str | None,
     engine_model: str | None,
     engine_key: str | None,
-    asr_processes: int,
+    asr_processes: int | None,
+    max_sessions: int | None,
+    idle_timeout: float,
+    asr: str,
 ) -> None:
     """Serve GLM-Realtime on offline speech parts (no key, no network).
 
     -v (before or after 'serve') logs each session.
     """
-    from glm_local.server import LocalRealtimeServer
-
+    try:
+        check_recognizer_installed(cast(RecognizerName, asr))
+    except MissingSpeechDependency as exc:
+        raise click.ClickException(f"--asr {asr}: {exc}") from exc
     engine = _engine(engine_kind, engine_url, engine_model, engine_key)
     server = LocalRealtimeServer(
         host,
@@ -125,7 +170,10 @@ def serve(
         pace=pace,
         tts=cast(Literal["espeak", "piper"], tts),
         engine=engine,
-        asr_processes=asr_processes,
+        asr_processes=_asr_processes(asr_processes, asr),
+        max_sessions=max_sessions,
+        idle_timeout_s=idle_timeout,
+        asr=cast(RecognizerName, asr),
     )
 
     async def main() -> None:
@@ -140,6 +188,8 @@ def serve(
             raise click.ClickException(_listen_error(host, port, exc)) from exc
         try:
             click.echo(f"GLM-Realtime (local) listening at {server.url}")
+            if server.max_sessions is not None:
+                click.echo(f"serving up to {server.max_sessions} sessions at once", err=True)
             if token is None:
                 click.echo("no token set: any client may connect", err=True)
             await stop.wait()

@@ -52,6 +52,7 @@ class Listener:
         self._asr: Recognizer | None = None
         self._clock_ms = 0  # stream ms before the current VAD's clock started
         self._buffered_samples = 0  # client VAD: audio appended since the last turn
+        self._samples_in = 0  # all audio decoded, at TARGET_RATE
         self._lock = threading.RLock()  # one blocking call at a time, close() last
         self._closed = False
 
@@ -59,6 +60,11 @@ class Listener:
     def server_vad(self) -> bool:
         """The VAD decides turns (else the client commits them)."""
         return self._vad is not None
+
+    @property
+    def audio_s(self) -> float:
+        """Seconds of audio decoded so far (the position of the stream's end)."""
+        return self._samples_in / TARGET_RATE
 
     @property
     def has_audio(self) -> bool:
@@ -112,6 +118,7 @@ class Listener:
         from glm_local.speech import SpeechStarted
 
         pcm = self._decoder.decode(audio)
+        self._samples_in += len(pcm) // 2
         asr = self._asr
         assert asr is not None, "load() first"
         vad = self._vad

@@ -12,6 +12,14 @@ are loaded once and shared. A wrong path gets HTTP 404, a missing or wrong
 ``Authorization: Bearer`` token 401 (the token, or a GLM-style JWT signed with its
 secret, is accepted), a frame over ``max_frame_bytes`` closes the socket with 1009.
 
+Admission: the server serves at most ``max_sessions`` sessions at once; by default, at
+real-time pace, :func:`real_time_capacity` (what this machine was measured to serve with
+voice-to-voice p95 under 1.5 s), and no limit at ``pace=0`` (tests and evaluation runs, where
+nobody waits in real time). One more is refused the way GLM answers over its concurrency
+limit: an ``error`` event with code 1302, then close code 1013 (try again later). A session
+whose processing runs more than a second behind its audio is logged and counted
+(:meth:`LocalRealtimeServer.metrics`).
+
 Budgets: a connection beyond ``max_connections`` gets HTTP 429 with GLM's "too busy"
 body (code 1305); one that sends nothing (and is sent nothing but heartbeats) for
 ``idle_timeout_s`` gets an ``idle_timeout`` error event and a 1000 close; a session reads
@@ -23,9 +31,7 @@ waits for every session to end.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
@@ -33,13 +39,25 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from glm_local.admission import (
+    ServerMetrics,
+    glm_http_refusal,
+    real_time_capacity,
+    refuse_session,
+)
 from glm_local.engine import DeterministicEngine, ReplyEngine
 from glm_local.inbox import DEFAULT_READ_AHEAD_BYTES
+from glm_local.lag import LAG_REPORT_S
 from glm_local.session import LocalSession, SessionResources
 from glm_local.speech.asr_processes import MAX_PROCESSES, RecognizerProcesses
+from glm_local.speech.recognizers import (
+    RecognizerName,
+    check_recognizer_installed,
+    check_recognizer_name,
+    recognizer_factory,
+)
 from glm_local.threads import BlockingWork
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
@@ -62,19 +80,10 @@ DEFAULT_IDLE_TIMEOUT_S = 60.0
 """GLM closes a connection that streams nothing after ~8 s; local clients (tests, agents
 thinking between turns) pause longer, so the default is more patient."""
 DEFAULT_MAX_CONNECTIONS = 256
-
 logger = logging.getLogger(__name__)
 
 
 _wire_logger = wire_logger("glm_local.websockets")
-
-
-def _in_process_recognizers() -> Callable[[], Recognizer]:
-    from glm_local.speech import PocketSphinxModel, PocketSphinxRecognizer
-
-    model = PocketSphinxModel.default()
-    # No partial hypotheses: nothing sends them, and each costs a search backtrace.
-    return functools.partial(PocketSphinxRecognizer, model, partial_interval_ms=None)
 
 
 class LocalRealtimeServer:
@@ -94,10 +103,16 @@ class LocalRealtimeServer:
             on threads). pocketsphinx holds the GIL, so in-process recognition of concurrent
             sessions shares one core; with workers it uses as many cores as there are
             workers, at ~140 MB (with one recogniser) and ~0.3 s of start-up each.
+        asr: the recogniser: ``"pocketsphinx"`` (streaming, light, weak on open speech and
+            synthetic voices) or ``"whisper"`` (the whisper extra: 5-10x fewer errors, but
+            ~1 s of decoding after each utterance and ~450 MB installed); see
+            :mod:`glm_local.speech.recognizers`.
         idle_timeout_s: close a connection after this long with nothing received and
             nothing but heartbeats sent (None: never).
         read_ahead_bytes: most bytes of frames a session holds before it has handled them.
         max_connections: most open websockets; more get HTTP 429 at the handshake.
+        max_sessions: most sessions served at once; one more gets error 1302 and close 1013.
+            Default: :attr:`capacity` at real-time pace, no limit at ``pace=0``.
     """
 
     def __init__(
@@ -112,9 +127,11 @@ class LocalRealtimeServer:
         engine: ReplyEngine | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         asr_processes: int = 0,
+        asr: RecognizerName = "pocketsphinx",
         idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S,
         read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_sessions: int | None = None,
     ) -> None:
         if heartbeat_s <= 0:
             raise ConfigError(f"heartbeat_s must be positive, got {heartbeat_s}")
@@ -126,6 +143,10 @@ class LocalRealtimeServer:
             raise ConfigError(f"read_ahead_bytes must be positive, got {read_ahead_bytes}")
         if max_connections <= 0:
             raise ConfigError(f"max_connections must be positive, got {max_connections}")
+        if max_sessions is not None and (
+            not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1
+        ):
+            raise ConfigError(f"max_sessions must be an int >= 1 or None, got {max_sessions!r}")
         if pace < 0:
             raise ConfigError(f"pace must be >= 0, got {pace}")
         if max_frame_bytes <= 0:
@@ -139,7 +160,8 @@ class LocalRealtimeServer:
                 f"asr_processes must be an int in 0..{MAX_PROCESSES} (0: in this process), "
                 f"got {asr_processes!r}"
             )
-        self._asr_workers = RecognizerProcesses(asr_processes) if asr_processes else None
+        self.asr = check_recognizer_name(asr)
+        self._asr_workers = RecognizerProcesses(asr_processes, asr) if asr_processes else None
         self.host = host
         self._requested_port = port
         self._token = token
@@ -152,6 +174,14 @@ class LocalRealtimeServer:
         self.read_ahead_bytes = read_ahead_bytes
         self.max_connections = max_connections
         self.connections_refused = 0
+        self.capacity = real_time_capacity(asr_processes)
+        """Simultaneous real-time speakers this machine serves with this ASR layout."""
+        if max_sessions is None and pace > 0:  # real time: serve no one late
+            max_sessions = self.capacity
+        self.max_sessions = max_sessions
+        self.sessions_refused = 0
+        self._lagging = 0
+        self._max_lag_ended = 0.0
         self.path = PATH
         self.sessions: set[LocalSession] = set()
         """The sessions currently connected."""
@@ -188,6 +218,33 @@ class LocalRealtimeServer:
     def url(self) -> str:
         """The full websocket URL clients connect to."""
         return self.base_uri + self.path
+
+    def metrics(self) -> ServerMetrics:
+        """Counters of what the server has done, and the worst lag so far."""
+        lags = [self._max_lag_ended, *(s.clock.max_lag_s for s in self.sessions)]
+        return ServerMetrics(
+            sessions=len(self.sessions),
+            sessions_served=self.sessions_served,
+            sessions_refused=self.sessions_refused,
+            connections_refused=self.connections_refused,
+            lagging_sessions=self._lagging,
+            max_lag_s=max(lags),
+            max_sessions=self.max_sessions,
+            capacity=self.capacity,
+            asr_workers_replaced=0 if self._asr_workers is None else self._asr_workers.replaced,
+        )
+
+    def _report_lag(self, session_id: str, lag_s: float) -> None:
+        self._lagging += 1
+        logger.warning(
+            "session %s is %.1f s behind its audio (over %g s): the server has more speakers "
+            "than it can serve at real time (%d sessions, capacity %d)",
+            session_id,
+            lag_s,
+            LAG_REPORT_S,
+            len(self.sessions),
+            self.capacity,
+        )
 
     async def drained(self) -> None:
         """Wait until no session is connected; each one that ended has freed what it held."""
@@ -228,8 +285,10 @@ class LocalRealtimeServer:
     def _load_resources(self) -> SessionResources:
         from glm_local.speech import make_synthesizer
 
+        check_recognizer_installed(self.asr)  # before starting workers that would need it
+        new_recognizer: Callable[[], Recognizer]
         if self._asr_workers is None:
-            new_recognizer = _in_process_recognizers()
+            new_recognizer = recognizer_factory(self.asr)
         else:
             self._asr_workers.start()
             new_recognizer = self._asr_workers.recognizer
@@ -242,6 +301,7 @@ class LocalRealtimeServer:
             heartbeat_s=self.heartbeat_s,
             idle_timeout_s=self.idle_timeout_s,
             read_ahead_bytes=self.read_ahead_bytes,
+            report_lag=self._report_lag,
         )
 
     async def close(self) -> None:
@@ -297,10 +357,10 @@ class LocalRealtimeServer:
         if request.path.split("?", 1)[0] != self.path:
             return conn.respond(HTTPStatus.NOT_FOUND, f"no such path; use {self.path}\n")
         if not self._authorized(request.headers.get("Authorization")):
-            return _glm_refusal(HTTPStatus.UNAUTHORIZED, "1000", "authentication failed")
+            return glm_http_refusal(HTTPStatus.UNAUTHORIZED, "1000", "authentication failed")
         if self._server is not None and len(self._server.connections) >= self.max_connections:
             self.connections_refused += 1
-            return _glm_refusal(
+            return glm_http_refusal(
                 HTTPStatus.TOO_MANY_REQUESTS,
                 "1305",
                 f"too many connections: {self.max_connections} open (max_connections)",
@@ -309,6 +369,16 @@ class LocalRealtimeServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert self._resources is not None  # set before the server listens
+        if self.max_sessions is not None and len(self.sessions) >= self.max_sessions:
+            self.sessions_refused += 1
+            logger.warning(
+                "refused a session from %s: %d in progress (max_sessions %d)",
+                ws.remote_address,
+                len(self.sessions),
+                self.max_sessions,
+            )
+            await refuse_session(ws, self.max_sessions)
+            return
         session = LocalSession(ws, self._resources)
         self.sessions.add(session)
         self._no_sessions.clear()
@@ -321,14 +391,7 @@ class LocalRealtimeServer:
             await ws.close(1011, "internal error")
         finally:
             self.sessions.discard(session)
+            self._max_lag_ended = max(self._max_lag_ended, session.clock.max_lag_s)
             if not self.sessions:
                 self._no_sessions.set()
             logger.info("session %s ended (close code %s)", session.id, ws.close_code)
-
-
-def _glm_refusal(status: HTTPStatus, code: str, message: str) -> Response:
-    """An HTTP answer to the upgrade with GLM's error body."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    headers = Headers([("Content-Type", "application/json")])
-    headers["Content-Length"] = str(len(body))
-    return Response(status.value, status.phrase, headers, body)

@@ -30,8 +30,10 @@ from websockets.exceptions import ConnectionClosed
 from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
 from glm_local.inbox import Inbox
 from glm_local.input_audio import InvalidAudio
+from glm_local.lag import LAG_REPORT_S, AudioClock
 from glm_local.listener import Listener, VadParams
 from glm_local.responder import Responder, UnknownCall, new_id
+from glm_local.speech.asr_processes import WorkerDied
 from glm_local.threads import BlockingWork
 from realtime import events as ev
 from realtime.session import SessionConfig
@@ -62,6 +64,8 @@ class SessionResources:
     idle_timeout_s: float | None
     """Close a connection that sent nothing and was sent nothing but heartbeats this long."""
     read_ahead_bytes: int
+    report_lag: Callable[[str, float], None]
+    """Called (session id, lag s) once a session runs LAG_REPORT_S behind its audio."""
 
 
 class LocalSession:
@@ -90,6 +94,8 @@ class LocalSession:
         )
         self._greeted = False
         self.inbox = Inbox(resources.read_ahead_bytes)
+        self.clock = AudioClock()
+        self._frame_at = 0.0  # when the frame being handled arrived
         self._active_at = 0.0  # when the last event other than a heartbeat was sent
         self._tasks: set[asyncio.Task[None]] = set()
         self.speech_stopped_at: float | None = None
@@ -140,7 +146,8 @@ class LocalSession:
         """Close the connection once neither side has said anything for ``limit`` s."""
         while True:
             wait = max(self.inbox.heard_at, self._active_at) + limit - time.monotonic()
-            if wait > 0 or len(self.inbox):  # frames still waiting: the client is not idle
+            # Frames still waiting, or a reply being made: the connection is not idle.
+            if wait > 0 or len(self.inbox) or self._responder.active is not None:
                 await asyncio.sleep(wait if wait > 0 else limit)
                 continue
             logger.info("session %s: idle for %g s; closing it", self.id, limit)
@@ -153,8 +160,14 @@ class LocalSession:
             await self._res.blocking.run(self._listener.load)
             await self._configure_vad()
             while True:
-                frame, _ = await self.inbox.get()
+                frame, self._frame_at = await self.inbox.get()
                 await self._handle(frame)
+        except WorkerDied as exc:  # the recogniser's process is gone: so is this session
+            logger.warning("session %s: %s; closing it", self.id, exc)
+            await self._error(
+                "server_error", f"speech recognition stopped: {exc}; start a new session"
+            )
+            await self._ws.close(1011, "ASR worker gone")
         except Exception:
             logger.exception("session %s failed; closing it", self.id)
             await self._error("server_error", "internal error in the local backend")
@@ -261,6 +274,10 @@ class LocalSession:
         except InvalidAudio as exc:
             await self._error("invalid_audio", f"input_audio_buffer.append: {exc}", event_id)
             return
+        before = self.clock.max_lag_s
+        lag = self.clock.handled(self._frame_at, self._listener.audio_s, time.monotonic())
+        if lag > LAG_REPORT_S >= before:
+            self._res.report_lag(self.id, lag)
         for edge in edges:
             if edge.started:
                 self._speech_item = new_id("item")

@@ -54,7 +54,9 @@ def _notice(message: str) -> None:
 
 
 @asynccontextmanager
-async def _backend(api_key: str | None, url: str | None) -> AsyncIterator[dict[str, Any]]:
+async def _backend(
+    api_key: str | None, url: str | None, asr: str = "pocketsphinx"
+) -> AsyncIterator[dict[str, Any]]:
     """GLM node properties for the URL (with a key or a local URL) or an embedded server."""
     if api_key or url:
         base, _, path = (url or DEFAULT_URL).partition("/api/")
@@ -64,13 +66,17 @@ async def _backend(api_key: str | None, url: str | None) -> AsyncIterator[dict[s
         return
     try:
         from glm_local.server import LocalRealtimeServer
+        from glm_local.speech.recognizers import check_recognizer_installed, check_recognizer_name
+
+        recognizer = check_recognizer_name(asr)
+        check_recognizer_installed(recognizer)
     except ImportError as exc:
+        hint = "" if "pip install" in str(exc) else "; install: pip install 'glm-realtime[local]'"
         raise click.ClickException(
-            f"no GLM_API_KEY is set and the embedded backend cannot load ({exc}); "
-            "install it with: pip install 'glm-realtime[local]'"
+            f"no GLM_API_KEY is set and the embedded backend cannot load ({exc}){hint}"
         ) from exc
     token = secrets.token_hex(16)
-    async with LocalRealtimeServer(host="127.0.0.1", port=0, token=token) as server:
+    async with LocalRealtimeServer(host="127.0.0.1", port=0, token=token, asr=recognizer) as server:
         _notice(f"no GLM_API_KEY: using the embedded backend at {server.url}")
         yield {"base_uri": server.base_uri, "path": server.path, "api_key": token}
 
@@ -131,6 +137,7 @@ async def _run_turn(
     output_path: Path,
     graph: Path | None,
     graph_name: str | None,
+    asr: str,
     speed: float,
     timeout: float,
     transcript: Path | None,
@@ -141,7 +148,7 @@ async def _run_turn(
     app = load_app(graph)
     check_app(app, graph_name)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    async with _backend(api_key, url) as glm_props:
+    async with _backend(api_key, url, asr) as glm_props:
         # A recording may play faster than the socket opens: hold all of it (up to the
         # 60 s maximum) rather than the live-call default of the last 2 s.
         glm_props.update(disconnected_audio="keep", disconnected_keep_ms=60_000)
@@ -183,6 +190,14 @@ def _common(func: Any) -> Any:
         ),
         click.option(
             "--graph-name", default=None, help="Graph to run (default: the first auto_start graph)."
+        ),
+        click.option(
+            "--asr",
+            type=click.Choice(["pocketsphinx", "whisper"]),  # glm_local's RECOGNIZER_NAMES
+            default="pocketsphinx",
+            show_default=True,
+            help="Recogniser of the embedded backend (no key): whisper (the [whisper] extra) "
+            "hears far better, ~1 s slower per utterance.",
         ),
         click.option(
             "--speed",

@@ -5,9 +5,9 @@ No sleeps: every wait reads events until one matches, under a timeout.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
+import sys
 import wave
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +18,11 @@ from realtime import events as ev
 from realtime.audio import UplinkPacker
 from realtime.connection import Connection
 from tests.speech_utils import AUDIO, RATE, in_room, load_wav
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # 3.10
+    from async_timeout import timeout as _timeout
 
 STEP_TIMEOUT = 30.0
 GOFORWARD = "go forward ten meters"
@@ -76,7 +81,7 @@ class Client:
 
     async def until(self, predicate: Callable[[Any], bool], timeout: float = STEP_TIMEOUT) -> Any:
         """Read events until one satisfies ``predicate``; return it."""
-        async with asyncio.timeout(timeout):
+        async with _timeout(timeout):
             while True:
                 event = await self.conn.recv()
                 self.events.append(event)

@@ -1,7 +1,7 @@
 """Helpers for the offline speech tests: fixture loading, WER, synthetic backgrounds.
 
-Only numpy and the standard library at import time; soundfile, soxr and jiwer are
-imported inside the functions that need them, so a missing speech extra makes the
+Only numpy and the standard library at import time; soundfile, soxr, jiwer and num2words
+are imported inside the functions that need them, so a missing speech extra makes the
 test module skip instead of this import failing.
 """
 
@@ -10,34 +10,52 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from glm_local.speech import Synthesizer
+
 AUDIO = Path(__file__).parent / "fixtures" / "audio"
 RATE = 16000
+PHRASES = [
+    "go forward ten meters",
+    "turn left at the next corner",
+    "what time is it",
+    "hello can you hear me clearly",
+    "please stop the music",
+]
+"""Short commands, rendered by the backend's own TTS for round trips through a recogniser."""
+HARVARD = [
+    "The birch canoe slid on the smooth planks.",
+    "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.",
+    "Four hours of steady work faced us.",
+]
+"""Harvard sentences (list 1, public domain): phonetically balanced open speech."""
 
 _PUNCTUATION = re.compile(r"[^\w\s']|(?<!\w)'|'(?!\w)")
-_NUMBER_WORDS = {
-    "0": "zero",
-    "1": "one",
-    "2": "two",
-    "3": "three",
-    "4": "four",
-    "5": "five",
-    "6": "six",
-    "7": "seven",
-    "8": "eight",
-    "9": "nine",
-    "10": "ten",
-    "11": "eleven",
-    "12": "twelve",
-}
+# A number as a recogniser writes it: 10, 1,000, 3.5, 21st, 50%.
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(st|nd|rd|th)?(%?)")
+_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
+
+
+def _spell_number(match: re.Match[str]) -> str:
+    from num2words import num2words
+
+    digits, ordinal, percent = match.groups()
+    words = num2words(digits.replace(",", ""), to="ordinal" if ordinal else "cardinal")
+    return f" {words}{' percent' if percent else ''} "
 
 
 def normalize(text: str) -> str:
-    """Lowercase, drop punctuation (keeping apostrophes inside words), spell 0-12."""
-    words = _PUNCTUATION.sub(" ", text.lower()).split()
-    return " ".join(_NUMBER_WORDS.get(w, w) for w in words)
+    """Lowercase, numbers spelled out (whisper writes "10 of clubs", the references say
+    "ten of clubs"), punctuation and hyphens dropped (apostrophes inside words kept),
+    titles spelled out ("Mr." -> "mister")."""
+    spelled = _NUMBER.sub(_spell_number, text.lower())
+    words = _PUNCTUATION.sub(" ", spelled).split()
+    return " ".join(_ABBREVIATIONS.get(w, w) for w in words)
 
 
 def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
@@ -66,16 +84,17 @@ def load_wav(path: Path) -> bytes:
     return bytes(data.astype("<i2").tobytes())
 
 
-def corpus(name: str) -> list[tuple[str, bytes]]:
-    """(transcript, pcm16k) pairs of a fixture set: ``librivox``, ``cards`` or ``misc``."""
+def corpus(name: str, root: Path = AUDIO) -> list[tuple[str, bytes]]:
+    """(transcript, pcm16k) pairs of a recording set under ``root`` (the fixtures, or
+    shared/audio, which has the same layout): ``librivox``, ``cards`` or ``misc``."""
     if name == "librivox":
-        texts = read_transcription(AUDIO / "librivox" / "transcription")
-        return [(t, load_wav(AUDIO / "librivox" / f"{k}.wav")) for k, t in sorted(texts.items())]
+        texts = read_transcription(root / "librivox" / "transcription")
+        return [(t, load_wav(root / "librivox" / f"{k}.wav")) for k, t in sorted(texts.items())]
     if name == "cards":
-        texts = read_transcription(AUDIO / "cards" / "cards.transcription")
-        return [(t, load_wav(AUDIO / "cards" / f"{k}.wav")) for k, t in sorted(texts.items())]
+        texts = read_transcription(root / "cards" / "cards.transcription")
+        return [(t, load_wav(root / "cards" / f"{k}.wav")) for k, t in sorted(texts.items())]
     if name == "misc":
-        misc = AUDIO / "pocketsphinx-misc"
+        misc = root / "pocketsphinx-misc"
         return [
             ("go forward ten meters", (misc / "goforward.raw").read_bytes()),
             ("feels like these days go on forever", load_wav(misc / "input_2_16k.wav")),
@@ -144,6 +163,11 @@ def resample(pcm: bytes, src: int, dst: int) -> bytes:
     import soxr
 
     return to_pcm16(soxr.resample(from_pcm16(pcm), src, dst))
+
+
+def tts_to_16k(synth: Synthesizer, text: str) -> bytes:
+    """``text`` spoken by ``synth``, resampled to 16 kHz."""
+    return resample(b"".join(synth.synthesize(text)), synth.sample_rate, RATE)
 
 
 def chunks(data: bytes, size: int) -> list[bytes]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 
 import pytest
 
@@ -99,8 +101,9 @@ async def test_a_connection_that_says_nothing_is_closed_after_the_idle_timeout()
 
 
 async def test_a_connection_listening_to_a_reply_is_not_idle() -> None:
-    """The idle clock runs from the last event either side sent (heartbeats aside): a reply
-    longer than the timeout is heard to its end, and only then is the connection closed."""
+    """The idle clock runs from the last event either side sent (heartbeats aside) and stops
+    while a reply is being made: a reply longer than the timeout is heard to its end, and
+    only then is the connection closed."""
     greeting = GreetingConfig(enable=True, content="Hello. This reply lasts a few seconds.")
     async with LocalRealtimeServer(
         port=0, token=TOKEN, pace=1.0, idle_timeout_s=0.5, heartbeat_s=0.1
@@ -174,3 +177,36 @@ async def test_inbox_put_waits_while_the_budget_is_used_and_a_large_frame_fits_a
     await inbox.get()
     await inbox.put("c" * 300_000)  # larger than the budget: taken when the inbox is empty
     assert inbox.peak_bytes > 300_000
+
+
+async def test_a_dead_asr_worker_is_replaced_and_new_sessions_all_succeed() -> None:
+    """Kill one of two ASR workers: the session whose recogniser lived there gets an
+    error event naming the failure and a 1011 close; five new sessions all get answers
+    (none is sent to the dead worker); a replacement runs in its place."""
+    async with LocalRealtimeServer(port=0, token=TOKEN, pace=0, asr_processes=2) as server:
+        before = server.asr_worker_pids
+        clients = [await open_session(server), await open_session(server)]  # one per worker
+        os.kill(before[0], signal.SIGKILL)
+        for client in clients:
+            await client.send_audio(wav_packets(goforward() + silence(1000)))
+        outcomes = await asyncio.gather(
+            *(
+                c.until(lambda e: e.type in ("error", "response.done"), TURN_TIMEOUT)
+                for c in clients
+            )
+        )
+        (orphan,) = (c for c, o in zip(clients, outcomes, strict=True) if o.type == "error")
+        with pytest.raises(ConnectionClosed) as closed:
+            await orphan.until(lambda e: False, TURN_TIMEOUT)
+        said = await asyncio.gather(*(spoken_turn(server) for _ in range(5)))
+        after = server.asr_worker_pids
+        replaced = server.metrics().asr_workers_replaced
+        for client in clients:
+            await client.conn.close()
+    errors = [o for o in outcomes if o.type == "error"]
+    assert len(errors) == 1 and errors[0].error.code == "server_error"
+    assert closed.value.code == 1011
+    assert replaced == 1
+    assert "ASR worker 0 is gone (exit code -9)" in errors[0].error.message
+    assert said == [GOFORWARD] * 5
+    assert len(after) == 2 and before[0] not in after and before[1] in after

@@ -6,6 +6,7 @@ these tests only keep the scripts from rotting as the code under them changes.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -52,9 +53,32 @@ def test_extension_benchmark_measures_both_directions() -> None:
 @pytest.mark.speech
 def test_local_backend_benchmark_answers_a_turn() -> None:
     pytest.importorskip("pocketsphinx")
-    out = bench("local_backend", "--sessions", "1", "--turns", "1").stdout
-    row = re.search(r"^\| 1 \| 1 \| (\d+) \|", out, re.M)
-    assert row is not None, out  # one session, one response, a time to first audio
+    out = bench(
+        "local_backend",
+        "--sessions",
+        "1",
+        "--turns",
+        "1",
+        "--rounds",
+        "1",
+        "--round-sessions",
+        "1",
+        "--wer-sets",
+        "",
+    ).stdout
+    # one speaker offered, admitted, none refused, one reply, none given up, its time
+    assert re.search(r"^\| 1 \| 1 \| 0 \| 1 \| 0 \| \d+ / \d+ / \d+ \|", out, re.M), out
+    assert re.search(r"^\| 1 \| 1 \| \d+ \| 0 \|$", out, re.M), out  # no recogniser left
+
+
+@pytest.mark.speech
+def test_asr_accuracy_benchmark_scores_every_installed_engine() -> None:
+    pytest.importorskip("pocketsphinx")
+    out = bench("asr_accuracy", "--sets", "commands").stdout
+    row = re.search(r"^\| commands \| 7 \(\d+\) \| ([\d.]+)% \|", out, re.M)
+    assert row is not None, out
+    if importlib.util.find_spec("faster_whisper") is not None:
+        assert "| pocketsphinx WER | whisper WER |" in out, out
 
 
 @pytest.mark.speech

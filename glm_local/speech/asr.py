@@ -84,7 +84,8 @@ _live = 0  # recognisers of this process holding decoders (made, not yet closed)
 
 
 def live_recognizers() -> int:
-    """How many pocketsphinx recognisers of this process hold their decoders (not closed)."""
+    """How many recognisers of this process are alive (made, not closed): pocketsphinx
+    ones holding their decoders, and whisper ones (:mod:`glm_local.speech.whisper`)."""
     return _live
 
 

@@ -1,14 +1,21 @@
-"""Pocketsphinx recognisers in worker processes, so concurrent sessions decode on every core.
+"""Recognisers in worker processes, so concurrent sessions decode on every core.
 
 pocketsphinx holds the GIL while it decodes, so the recognisers of concurrent sessions in one
 process share one core however many threads call them. :class:`RecognizerProcesses` starts
 ``processes`` workers, each loading the model once, and hands out :class:`RemoteRecognizer`
 objects that implement :class:`~glm_local.speech.asr.Recognizer` by forwarding every call to
 a worker over a socket. The calling thread waits on the socket without the GIL, so sessions
-on different workers decode at the same time. A new recogniser goes to the worker holding
-the fewest.
+on different workers decode at the same time. A new recogniser goes to the ready worker
+holding the fewest. Whisper works the same way (``asr="whisper"``), but gains little from it:
+it computes without the GIL, on every core, in the server process too, and each worker
+holds its own copy of the model (~300 MB more).
 
-Workers are ``python -m glm_local.speech.asr_processes FD`` subprocesses talking pickled
+A worker that dies (crash, OOM kill) is taken out of rotation when it is next chosen or
+its socket fails: a replacement process starts in its place, and a new recogniser whose
+worker turns out dead is made on another one, so new sessions do not see the failure.
+Recognisers that lived in the dead worker raise :class:`WorkerDied` on their next call.
+
+Workers are ``python -m glm_local.speech.asr_processes FD ENGINE`` subprocesses talking pickled
 messages over a socket pair, not ``multiprocessing`` processes: spawning those re-imports the
 caller's ``__main__``, which breaks scripts without an ``if __name__ == "__main__"`` guard.
 A worker exits when its socket closes, so it never outlives the server.
@@ -34,9 +41,13 @@ import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from glm_local.speech.recognizers import RecognizerName, check_recognizer_name, recognizer_factory
 from realtime.errors import ConfigError
+
+if TYPE_CHECKING:
+    from glm_local.speech.asr import Recognizer
 
 __all__ = ["MAX_PROCESSES", "RecognizerProcesses", "RemoteRecognizer", "WorkerDied"]
 
@@ -46,19 +57,20 @@ MAX_PROCESSES = 64
 """The most ASR workers one server may start."""
 _START_TIMEOUT_S = 60.0  # importing pocketsphinx and loading the LM, on a slow machine
 _EXIT_TIMEOUT_S = 5.0
+_REAP_TIMEOUT_S = 1.0  # a worker whose socket failed, for its exit code
 
 
 class WorkerDied(RuntimeError):
     """A recogniser's worker process is gone (crashed or closed); the recogniser is dead."""
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, asr: RecognizerName) -> None:
     """A worker's main loop: one model, many recognisers, one request at a time."""
     from glm_local.speech._memory import return_freed_memory
-    from glm_local.speech.asr import PocketSphinxModel, PocketSphinxRecognizer, live_recognizers
+    from glm_local.speech.asr import live_recognizers
 
-    model = PocketSphinxModel.default()
-    recognizers: dict[int, PocketSphinxRecognizer] = {}
+    new_recognizer = recognizer_factory(asr)
+    recognizers: dict[int, Recognizer] = {}
     conn.send(("ready", None))
     while True:
         try:
@@ -68,8 +80,7 @@ def _serve(conn: Connection) -> None:
         result: Any = None
         try:
             if op == "new":
-                # No partial hypotheses: nothing sends them, and each costs a backtrace.
-                recognizers[rid] = PocketSphinxRecognizer(model, partial_interval_ms=None)
+                recognizers[rid] = new_recognizer()
             elif op == "close":
                 recognizer = recognizers.pop(rid, None)
                 if recognizer is not None:
@@ -87,7 +98,7 @@ def _serve(conn: Connection) -> None:
             conn.send(("ok", result))
 
 
-def _start_worker(index: int) -> _Worker:
+def _start_worker(index: int, asr: RecognizerName) -> _Worker:
     ours, theirs = socket.socketpair()
     # The worker imports this package from wherever this process found it.
     root = str(Path(__file__).resolve().parents[2])
@@ -98,7 +109,7 @@ def _start_worker(index: int) -> _Worker:
     try:
         with theirs:
             process = subprocess.Popen(
-                [sys.executable, "-m", "glm_local.speech.asr_processes", str(theirs.fileno())],
+                [sys.executable, "-m", "glm_local.speech.asr_processes", str(theirs.fileno()), asr],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 env=env,
@@ -119,19 +130,54 @@ class _Worker:
         self.lock = threading.Lock()  # one round trip at a time on the socket
         self._count_lock = threading.Lock()
         self.recognizers = 0  # held here; new recognisers go to the worker with fewest
+        self.ready = False  # its "ready" message has been read
+        self.failed = False  # its socket failed: gone, whatever poll() says yet
+
+    @property
+    def alive(self) -> bool:
+        return not self.failed and self.process.poll() is None
 
     def count(self, delta: int) -> None:
         with self._count_lock:
             self.recognizers += delta
 
-    def call(self, op: str, rid: int, arg: bytes | None = None) -> Any:
+    def _gone(self) -> WorkerDied:
+        self.failed = True
+        with contextlib.suppress(subprocess.TimeoutExpired):  # its socket closed as it died
+            self.process.wait(_REAP_TIMEOUT_S)
+        return WorkerDied(f"ASR worker {self.index} is gone (exit code {self.process.poll()})")
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Read the worker's "ready" message if it comes within ``timeout`` s.
+
+        Raises:
+            WorkerDied: the worker exited or failed to load.
+        """
         with self.lock:
+            if self.ready:
+                return True
+            try:
+                if not self.conn.poll(timeout):
+                    return False
+                status, _ = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                raise self._gone() from exc
+            if status != "ready":
+                raise self._gone()
+            self.ready = True
+            return True
+
+    def call(self, op: str, rid: int, arg: bytes | None = None) -> Any:
+        if not self.wait_ready(_START_TIMEOUT_S):
+            raise WorkerDied(f"ASR worker {self.index} did not start in time")
+        with self.lock:
+            if self.failed:
+                raise self._gone()
             try:
                 self.conn.send((op, rid, arg))
                 status, value = self.conn.recv()
             except (EOFError, OSError) as exc:
-                code = self.process.poll()
-                raise WorkerDied(f"ASR worker {self.index} is gone (exit code {code})") from exc
+                raise self._gone() from exc
         if status == "error":
             raise RuntimeError(f"ASR worker {self.index}: {value}")
         return value
@@ -188,17 +234,21 @@ class RecognizerProcesses:
     Args:
         processes: How many workers (1..64); each holds the LM and its recognisers'
             decoders (~35-45 MB each).
+        asr: The engine the workers run (see :mod:`glm_local.speech.recognizers`).
     """
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, asr: RecognizerName = "pocketsphinx") -> None:
         if isinstance(processes, bool) or not isinstance(processes, int):
             raise ConfigError(f"asr_processes must be an int, got {processes!r}")
         if not 1 <= processes <= MAX_PROCESSES:
             raise ConfigError(f"asr_processes must be in 1..{MAX_PROCESSES}, got {processes}")
         self.processes = processes
+        self.asr = check_recognizer_name(asr)
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
         self._assign = threading.Lock()
+        self.replaced = 0
+        """Workers found dead and replaced."""
 
     def __repr__(self) -> str:
         return f"<RecognizerProcesses {len(self._workers)}/{self.processes} running>"
@@ -214,13 +264,10 @@ class RecognizerProcesses:
             raise RuntimeError("the ASR workers are already started")
         try:
             for index in range(self.processes):
-                self._workers.append(_start_worker(index))
+                self._workers.append(_start_worker(index, self.asr))
             for worker in self._workers:
-                if not worker.conn.poll(_START_TIMEOUT_S):
+                if not worker.wait_ready(_START_TIMEOUT_S):
                     raise WorkerDied(f"ASR worker {worker.index} did not start in time")
-                status, _ = worker.conn.recv()
-                if status != "ready":
-                    raise WorkerDied(f"ASR worker {worker.index} failed to start")
         except BaseException as exc:
             self.close()  # the workers started so far
             if isinstance(exc, (EOFError, OSError, ValueError)):  # ValueError: no pass_fds
@@ -229,37 +276,63 @@ class RecognizerProcesses:
         logger.info("%d ASR worker process(es) ready", self.processes)
 
     def recognizer(self) -> RemoteRecognizer:
-        """A new recogniser on the worker holding the fewest (blocking: ~0.25 s there)."""
+        """A new recogniser on the ready worker holding the fewest (blocking: ~0.25 s
+        there); a worker found dead is replaced and the recogniser made on another.
+
+        Raises:
+            WorkerDied: no worker could make it (each one tried died, or none starts).
+        """
         if not self._workers:
             raise RuntimeError("the ASR workers are not started")
-        with self._assign:
-            worker = min(self._workers, key=lambda w: w.recognizers)
-            worker.count(+1)
-            rid = next(self._ids)
-        try:
-            worker.call("new", rid)
-        except BaseException:
-            worker.count(-1)
-            raise
-        return RemoteRecognizer(worker, rid)
+        for _ in range(self.processes + 1):
+            with self._assign:
+                self._replace_dead()
+                worker = min(self._workers, key=_preference)
+                worker.count(+1)
+                rid = next(self._ids)
+            try:
+                worker.call("new", rid)
+            except WorkerDied:
+                worker.count(-1)
+                continue  # replaced on the next round
+            except BaseException:
+                worker.count(-1)
+                raise
+            return RemoteRecognizer(worker, rid)
+        raise WorkerDied(f"no ASR worker could make a recogniser ({self.replaced} replaced)")
+
+    def _replace_dead(self) -> None:
+        """Start a new process for each worker that is gone (under ``_assign``)."""
+        for position, worker in enumerate(self._workers):
+            if worker.alive:
+                continue
+            logger.warning(
+                "ASR worker %d (pid %d) is gone (exit code %s); starting a replacement",
+                worker.index,
+                worker.process.pid,
+                worker.process.poll(),
+            )
+            _stop(worker)
+            self._workers[position] = _start_worker(worker.index, self.asr)
+            self.replaced += 1
 
     def live_recognizers(self) -> int:
-        """How many recognisers the workers hold, as each counts them (blocking)."""
-        return sum(int(worker.call("live", -1)) for worker in list(self._workers))
+        """How many recognisers the live workers hold, as each counts them (blocking)."""
+        total = 0
+        for worker in list(self._workers):
+            with contextlib.suppress(WorkerDied):
+                total += int(worker.call("live", -1))
+        return total
 
     def close(self) -> None:
         """Stop every worker (closing its socket ends it; terminated if it lingers)."""
-        workers, self._workers = self._workers, []
-        for worker in workers:
+        with self._assign:
+            workers, self._workers = self._workers, []
+        for worker in workers:  # all sockets first, so that the workers exit together
             with worker.lock:
                 worker.conn.close()
         for worker in workers:
-            try:
-                worker.process.wait(_EXIT_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                logger.warning("ASR worker %d did not exit; killing it", worker.index)
-                worker.process.kill()
-                worker.process.wait(_EXIT_TIMEOUT_S)
+            _stop(worker)
 
     def __enter__(self) -> RecognizerProcesses:
         self.start()
@@ -274,5 +347,26 @@ class RecognizerProcesses:
         self.close()
 
 
-if __name__ == "__main__":  # a worker: python -m glm_local.speech.asr_processes FD
-    _serve(Connection(int(sys.argv[1])))
+def _preference(worker: _Worker) -> tuple[bool, int]:
+    """Ready workers first (a replacement still loading would keep a session waiting),
+    then the fewest recognisers."""
+    if not worker.ready:
+        with contextlib.suppress(WorkerDied):
+            worker.wait_ready(0)
+    return (not worker.ready, worker.recognizers)
+
+
+def _stop(worker: _Worker) -> None:
+    """Close the worker's socket and wait for it to exit (killed if it lingers)."""
+    with worker.lock:
+        worker.conn.close()
+    try:
+        worker.process.wait(_EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        logger.warning("ASR worker %d did not exit; killing it", worker.index)
+        worker.process.kill()
+        worker.process.wait(_EXIT_TIMEOUT_S)
+
+
+if __name__ == "__main__":  # a worker: python -m glm_local.speech.asr_processes FD ENGINE
+    _serve(Connection(int(sys.argv[1])), check_recognizer_name(sys.argv[2]))

@@ -1,0 +1,110 @@
+"""Admission control and lag reports of the embedded backend, on real sockets and audio."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import pytest
+
+from realtime import events as ev
+from realtime.connection import connect
+from realtime.errors import ConfigError, ConnectionClosed
+from realtime.session import SessionConfig, TurnDetection
+
+try:
+    from glm_local.admission import (
+        SPEAKERS_PER_ASR_CORE,
+        default_asr_processes,
+        real_time_capacity,
+    )
+    from glm_local.server import LocalRealtimeServer
+    from glm_local.speech import PocketSphinxModel
+    from tests.local_utils import Client, goforward, silence, wav_file
+
+    PocketSphinxModel.default()
+except ImportError as exc:  # the [local] extra is missing
+    pytest.skip(f"embedded backend unavailable: {exc}", allow_module_level=True)
+
+pytestmark = pytest.mark.speech
+
+TOKEN = "adm-id.adm-secret"
+TIMEOUT = 120.0
+
+
+async def admitted(server: LocalRealtimeServer) -> Client:
+    client = Client(await connect(server.url, api_key=TOKEN))
+    await client.until_type("session.created", TIMEOUT)
+    return client
+
+
+async def test_a_session_over_max_sessions_gets_glm_concurrency_error_and_1013() -> None:
+    """The third of max_sessions=2 gets error 1302 naming the limit and close 1013, with no
+    session.created; once the others have ended, a new one is served."""
+    async with LocalRealtimeServer(port=0, token=TOKEN, pace=0, max_sessions=2) as server:
+        first, second = await admitted(server), await admitted(server)
+        third = Client(await connect(server.url, api_key=TOKEN))
+        error = await third.until_type("error", TIMEOUT)
+        with pytest.raises(ConnectionClosed) as closed:
+            await third.until(lambda e: False, TIMEOUT)
+        for client in (first, second):
+            await client.conn.close()
+        async with asyncio.timeout(TIMEOUT):
+            await server.drained()
+        again = await admitted(server)
+        await again.conn.close()
+        metrics = server.metrics()
+    assert error.error.code == "1302" and "max_sessions" in error.error.message
+    assert "session.created" not in third.types()
+    assert closed.value.code == 1013
+    assert (metrics.sessions_served, metrics.sessions_refused) == (3, 1)
+
+
+def test_admission_defaults_to_the_measured_capacity_at_real_time_and_is_off_at_pace_0() -> None:
+    cores = os.cpu_count() or 1
+    assert real_time_capacity(0) == SPEAKERS_PER_ASR_CORE  # the GIL: one core
+    assert real_time_capacity(cores) == SPEAKERS_PER_ASR_CORE * cores
+    assert real_time_capacity(cores + 4) == SPEAKERS_PER_ASR_CORE * cores
+    real_time = LocalRealtimeServer(port=0, asr_processes=0)
+    assert real_time.max_sessions == real_time.capacity == real_time_capacity(0)
+    assert LocalRealtimeServer(port=0, pace=0).max_sessions is None  # the gym's many sessions
+    assert LocalRealtimeServer(port=0, pace=0, max_sessions=3).max_sessions == 3
+    assert default_asr_processes() == (min(cores, 64) if cores > 1 else 0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_max_sessions_is_refused_naming_it(bad: object) -> None:
+    with pytest.raises(ConfigError, match="max_sessions must be an int >= 1 or None"):
+        LocalRealtimeServer(port=0, max_sessions=bad)  # type: ignore[arg-type]
+
+
+async def test_a_session_far_behind_its_audio_is_logged_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """12 s of speech arrive in one append (as the vendor's SDK sends a file): the client's
+    clock says it all ended on arrival, and recognising it takes seconds, so the session is
+    reported behind, once."""
+    speech = (goforward() + silence(200)) * 4
+    audio = wav_file(speech)
+    async with LocalRealtimeServer(port=0, token=TOKEN, pace=0) as server:
+        client = await admitted(server)
+        update = SessionConfig(turn_detection=TurnDetection(type="client_vad"))
+        await client.conn.send(ev.SessionUpdate(session=update))
+        await client.until_type("session.updated", TIMEOUT)
+        with caplog.at_level(logging.WARNING, logger="glm_local.server"):
+            import base64
+
+            await client.conn.send(
+                ev.InputAudioBufferAppend(audio=base64.b64encode(audio).decode())
+            )
+            await client.conn.send(ev.InputAudioBufferCommit())
+            await client.until_type("input_audio_buffer.committed", TIMEOUT)
+        metrics = server.metrics()
+        (session,) = server.sessions
+        await client.conn.close()
+    assert metrics.lagging_sessions == 1 and metrics.max_lag_s > 1.0
+    assert any(
+        session.id in r.getMessage() and "behind its audio" in r.getMessage()
+        for r in caplog.records
+    )
