@@ -139,6 +139,13 @@ class LocalBackend(Backend):
 
         if self.server is not None:
             raise RuntimeError("the local backend is already started")
+        if self.realtime and self.max_sessions is None:
+            # At real-time pace the server admits only what it serves in real time; envs
+            # beyond that wait in line here instead of being refused there.
+            from glm_local.admission import real_time_capacity
+
+            self.max_sessions = real_time_capacity(self._options["asr_processes"])
+            self._slots = asyncio.Semaphore(self.max_sessions)
         server = LocalRealtimeServer(
             "127.0.0.1",
             0,
@@ -150,6 +157,7 @@ class LocalBackend(Backend):
             idle_timeout_s=None,
             # Every env of the process is admitted: the cap is max_sessions, queued above.
             max_connections=max(DEFAULT_MAX_CONNECTIONS, self.max_sessions or 0),
+            max_sessions=self.max_sessions,
             **self._options,
         )
         await server.start()
