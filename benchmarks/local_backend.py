@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import asr_accuracy
+from realtime.compat import TIMEOUT_ERRORS, timeout
 
 AUDIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audio"
 TOKEN = "bench-id.bench-secret"
@@ -132,7 +133,7 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
                         client.changed.notify_all()
 
         reader = asyncio.create_task(read(), name=f"bench:read:{index}")
-        async with asyncio.timeout(TURN_TIMEOUT_S), client.changed:
+        async with timeout(TURN_TIMEOUT_S), client.changed:
             await client.changed.wait_for(
                 lambda: any(e.type in ("session.created", "error") for _, e in client.events)
             )
@@ -156,9 +157,9 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
                     last_speech_at = client.sent_at[-1]
             seen = len(client.events)
             try:
-                async with asyncio.timeout(TURN_TIMEOUT_S), client.changed:
+                async with timeout(TURN_TIMEOUT_S), client.changed:
                     await client.changed.wait_for(lambda: client.settled(stops) or reader.done())  # noqa: B023
-            except TimeoutError:  # past capacity: counted, and this speaker gives up
+            except TIMEOUT_ERRORS:  # past capacity: counted, and this speaker gives up
                 timed_out = True
                 break
             first_audio = next(

@@ -44,7 +44,7 @@ from typing import Any
 import httpx
 
 from glm_gym.agentenv_compat import BaseEnvClient, BaseTask, ConversationMessage, StepOutput
-from glm_realtime.backoff import Backoff
+from glm_realtime.session.backoff import Backoff
 
 __all__ = [
     "BadGymRequest",

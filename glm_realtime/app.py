@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import copy
 import json
-import sys
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +25,8 @@ from glm_realtime.host.graph import choose_graph, graph_names, load_graph, read_
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.nodes import FileSource, TranscriptCollector
 from glm_realtime.progress import TurnProgress
-from glm_realtime.voice_session import SessionState, VoiceSession
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover
-    from async_timeout import timeout as _timeout
+from glm_realtime.session import SessionState, VoiceSession
+from realtime.compat import TIMEOUT_ERRORS, timeout
 
 __all__ = ["DEFAULT_GRAPH", "TurnReport", "check_app", "load_app", "prepare_app", "run_turn"]
 
@@ -208,9 +203,9 @@ async def run_turn(
                 collector.on_text = progress.text
             follower = asyncio.create_task(_follow(source, progress), name="turn:progress")
         try:
-            async with _timeout(timeout_s):
+            async with timeout(timeout_s):
                 await _answered(source, glm.session)
-        except (TimeoutError, asyncio.TimeoutError):  # distinct types on 3.10
+        except TIMEOUT_ERRORS:  # distinct types on 3.10
             timed_out = True
         finally:
             if follower is not None:

@@ -1,7 +1,7 @@
 """The ``glm_v2v_python`` graph node: TEN messages in and out of a VoiceSession.
 
 This module is glue only. Protocol lives in :mod:`realtime`, conversation state in
-:class:`~glm_realtime.voice_session.VoiceSession`; here messages are translated:
+:class:`~glm_realtime.session.VoiceSession`; here messages are translated:
 
 * in: ``pcm_frame`` audio, cmds ``flush``, ``on_user_joined``, ``on_user_left``,
   ``tool_register``; data ``video_frame`` (JPEG in ``buf``, ``video_passive`` mode);
@@ -21,9 +21,9 @@ from glm_realtime.host.env import AsyncTenEnv
 from glm_realtime.host.extension import Extension
 from glm_realtime.host.messages import AudioFrame, Cmd, CmdResult, Data, StatusCode
 from glm_realtime.host.registry import register_addon
-from glm_realtime.memory import Role
+from glm_realtime.session import ToolOutcome, VoiceSession
+from glm_realtime.session.memory import Role
 from glm_realtime.tools import tool_from_metadata, tool_result_text
-from glm_realtime.voice_session import ToolOutcome, VoiceSession
 from realtime.errors import ConfigError
 
 __all__ = ["GLMRealtimeExtension"]
@@ -99,9 +99,9 @@ class GLMRealtimeExtension(Extension):
         else:
             match name:
                 case "flush":
-                    await session.end_user_turn()
+                    session.end_user_turn()
                 case "on_user_joined":
-                    await session.user_joined()
+                    session.user_joined()
                 case "on_user_left":
                     session.user_left()
                 case "tool_register":
@@ -117,7 +117,7 @@ class GLMRealtimeExtension(Extension):
             return _error(f"tool_register refused: {exc}")
         if session.config.chat_mode != "audio":
             return _error("tool_register refused: GLM supports tools only in chat_mode 'audio'")
-        await session.register_tool(tool)
+        session.register_tool(tool)
         result = CmdResult.create(StatusCode.OK)
         result.set_property_string("detail", f"tool '{tool.name}' registered")
         return result

@@ -15,10 +15,10 @@ one. Nothing is opened until the ``connect`` object is awaited or entered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
-import sys
 import time
 from collections.abc import Generator, Mapping
 from types import TracebackType
@@ -31,6 +31,7 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from realtime.auth import make_jwt
 from realtime.client_events import ClientEventBase, audio_append_json
+from realtime.compat import TIMEOUT_ERRORS, timeout
 from realtime.errors import (
     AuthenticationError,
     ConfigError,
@@ -44,11 +45,6 @@ from realtime.errors import (
 )
 from realtime.events import InvalidEvent, ServerEvent, describe, parse_server_event
 from realtime.logs import wire_logger
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover - exercised on 3.10 only
-    from async_timeout import timeout as _timeout
 
 __all__ = ["DEFAULT_URL", "Connection", "connect"]
 
@@ -134,9 +130,9 @@ class Connection:
             if self.idle_timeout is None:
                 frame = await self._ws.recv()
             else:
-                async with _timeout(self.idle_timeout):
+                async with timeout(self.idle_timeout):
                     frame = await self._ws.recv()
-        except TimeoutError as exc:
+        except TIMEOUT_ERRORS as exc:
             logger.warning("! no frame for %.1f s, closing", self.idle_timeout or 0)
             await self._ws.close(1011, "idle timeout")
             raise IdleTimeout(self.idle_timeout or 0.0) from exc
@@ -196,6 +192,8 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         ping_interval: websocket pings; off by default because GLM's heartbeat plus the
             idle timeout is the documented liveness signal, and strict pings closed healthy
             sessions in peer SDKs.
+        close_timeout: seconds :meth:`Connection.close` waits for the peer's half of the
+            closing handshake before dropping the TCP connection.
     """
 
     def __init__(
@@ -209,6 +207,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         open_timeout: float = 10.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         ping_interval: float | None = None,
+        close_timeout: float = 10.0,
     ) -> None:
         if (api_key is None) == (jwt_secret is None):
             raise ConfigError("pass exactly one of api_key or jwt_secret")
@@ -229,6 +228,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         self._open_timeout = open_timeout
         self._max_frame_bytes = max_frame_bytes
         self._ping_interval = ping_interval
+        self._close_timeout = close_timeout
         self._connection: Connection | None = None
 
     def __repr__(self) -> str:
@@ -250,6 +250,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
                 additional_headers={"Authorization": f"Bearer {self._token()}"},
                 open_timeout=self._open_timeout,
                 ping_interval=self._ping_interval,
+                close_timeout=self._close_timeout,
                 ping_timeout=None if self._ping_interval is None else self._ping_interval * 3,
                 max_size=self._max_frame_bytes,
                 logger=_wire_logger,
@@ -269,7 +270,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
             raise ConnectError(
                 f"cannot resolve {host} ({exc.strerror}): no network, or a wrong host in {self.url}"
             ) from exc
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConnectError(f"cannot reach {self.url}: {exc!r}") from exc
         handshake_s = time.monotonic() - started
         logger.info("= connected to %s in %.0f ms", self.url, handshake_s * 1000)

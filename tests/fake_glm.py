@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from realtime.auth import verify_jwt
+from realtime.compat import timeout
 from realtime.events import InvalidEvent, UnknownEvent, parse_client_event
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conversations"
@@ -117,7 +118,7 @@ class FakeConnection:
 
         Unlike :meth:`expect` this consumes nothing, so it can run beside a script.
         """
-        async with asyncio.timeout(STEP_TIMEOUT), self.arrived:
+        async with timeout(STEP_TIMEOUT), self.arrived:
             await self.arrived.wait_for(
                 lambda: len(self.of_type(event_type)) >= count or self.closed.is_set()
             )
@@ -129,7 +130,7 @@ class FakeConnection:
     async def expect(self, event_type: str, count: int = 1) -> list[Any]:
         """Script step: wait for ``count`` more client events of ``event_type``."""
         got: list[Any] = []
-        async with asyncio.timeout(STEP_TIMEOUT):
+        async with timeout(STEP_TIMEOUT):
             while len(got) < count:
                 event = await self.inbox.get()
                 if event is None:
@@ -198,7 +199,7 @@ class FakeGLMServer:
 
     async def connection(self, index: int) -> FakeConnection:
         """Wait until the ``index``-th connection (0-based) has been accepted."""
-        async with asyncio.timeout(STEP_TIMEOUT), self._new_connection:
+        async with timeout(STEP_TIMEOUT), self._new_connection:
             await self._new_connection.wait_for(lambda: len(self.connections) > index)
         return self.connections[index]
 

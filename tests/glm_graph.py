@@ -1,12 +1,13 @@
 """A whole test graph around the GLM node: source -> glm -> sink/collector (+tools, storage).
 
-A ``probe`` node receives copies of what the GLM node sends (``flush``, ``text_data``,
-``metrics``, ``error``) so tests wait on real messages instead of sleeping, and can send
-cmds to the GLM node as if it were another node.
+A ``probe`` node receives copies of what the GLM node sends (``flush``, ``pcm_frame``,
+``text_data``, ``metrics``, ``error``), in the order sent, so tests wait on real messages
+instead of sleeping, and can send cmds to the GLM node as if it were another node.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -14,17 +15,21 @@ import struct
 import wave
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import glm_realtime.extension  # noqa: F401 - registers the glm_v2v_python addon
+from glm_realtime.host.env import AsyncTenEnv
+from glm_realtime.host.extension import Extension
 from glm_realtime.host.graph import Graph, load_graph
-from glm_realtime.host.messages import Cmd, CmdResult, Data
-from glm_realtime.host.registry import AddonRegistry
+from glm_realtime.host.messages import AudioFrame, Cmd, CmdResult, Data, StatusCode
+from glm_realtime.host.registry import Addon, AddonRegistry
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.host.testing import Probe
-from tests.fake_glm import Expect, FakeConnection, FakeGLMServer, Send, Step
+from realtime.compat import timeout
+from tests.fake_glm import STEP_TIMEOUT, Call, Expect, FakeConnection, FakeGLMServer, Send, Step
 
 KEY = "test-id.test-secret"
+_T = TypeVar("_T")
 
 
 def tone_wav(path: Path, seconds: float = 1.0, rate: int = 22050, freq: float = 440.0) -> Path:
@@ -39,6 +44,38 @@ def tone_wav(path: Path, seconds: float = 1.0, rate: int = 22050, freq: float = 
     return path
 
 
+class GateTools(Extension):
+    """A tool node that holds every ``tool_call`` until the test opens ``gate``.
+
+    It registers ``lookup`` at start, as tool nodes do; ``calls`` counts the calls that
+    arrived (tests wait on it), and the answer is ``{"answer": "42"}``.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.gate = asyncio.Event()
+        self.calls = 0
+        self.arrived = asyncio.Event()
+
+    async def on_start(self, env: AsyncTenEnv) -> None:
+        cmd = Cmd.create("tool_register")
+        cmd.set_property_from_json("tool", json.dumps(LOOKUP))
+        await env.send_cmd(cmd)
+
+    async def on_cmd(self, env: AsyncTenEnv, cmd: Cmd) -> None:
+        self.calls += 1
+        self.arrived.set()
+        await self.gate.wait()
+        result = CmdResult.create(StatusCode.OK)
+        content = json.dumps({"answer": "42"})
+        result.set_property_from_json("tool_result", json.dumps({"content": content}))
+        await env.return_result(result, cmd)
+
+
+LOOKUP = {"name": "lookup", "description": "Look things up"}
+GATE_TOOLS = Addon("gate_tools", GateTools, {"type": "extension", "name": "gate_tools"})
+
+
 def build_graph(
     tmp: Path,
     url: str,
@@ -48,8 +85,16 @@ def build_graph(
     tools: dict[str, Any] | None = None,
     storage: dict[str, Any] | None = None,
     with_source: bool = True,
+    tools_addon: str = "demo_tools",
+    collector_addon: str = "transcript_collector",
+    addons: tuple[Addon, ...] = (),
 ) -> Graph:
-    """The graph; ``tools``/``storage`` None leaves that node out."""
+    """The graph; ``tools``/``storage`` None leaves that node out.
+
+    ``tools_addon`` picks the tool node (``gate_tools`` for :class:`GateTools`),
+    ``collector_addon`` the node taking ``text_data``/``metrics``/``error`` beside the
+    probe; ``addons`` adds test addons to the registry.
+    """
     base, path = url.split("/api/", 1)
     glm_props = {
         "base_uri": base,
@@ -70,7 +115,7 @@ def build_graph(
         {
             "type": "extension",
             "name": "collector",
-            "addon": "transcript_collector",
+            "addon": collector_addon,
             "property": {"path": str(tmp / "transcript.jsonl")},
         },
         {"type": "extension", "name": "probe", "addon": "probe"},
@@ -93,7 +138,7 @@ def build_graph(
         )
     if tools is not None:
         nodes.append(
-            {"type": "extension", "name": "tools", "addon": "demo_tools", "property": tools}
+            {"type": "extension", "name": "tools", "addon": tools_addon, "property": tools}
         )
     if storage is not None:
         nodes.append(
@@ -117,7 +162,9 @@ def build_graph(
             "extension": "glm",
             "cmd": glm_cmds,
             "data": glm_data,
-            "audio_frame": [{"name": "pcm_frame", "dest": [{"extension": "sink"}]}],
+            "audio_frame": [
+                {"name": "pcm_frame", "dest": [{"extension": "sink"}, {"extension": "probe"}]}
+            ],
         },
         {
             "extension": "probe",
@@ -146,6 +193,9 @@ def build_graph(
         )
     registry = AddonRegistry()
     registry.add(Probe.as_addon())
+    registry.add(GATE_TOOLS)
+    for addon in addons:
+        registry.add(addon)
     app = {
         "_ten": {
             "predefined_graphs": [
@@ -175,6 +225,22 @@ def data_named(probe: Probe, name: str) -> list[dict[str, Any]]:
     return [json.loads(d.get_property_to_json()) for d in probe.data if d.get_name() == name]
 
 
+def response_metrics(probe: Probe) -> dict[str, dict[str, Any]]:
+    """The per-response ``metrics`` the probe saw, by response id."""
+    out = {}
+    for data in data_named(probe, "metrics"):
+        metrics = data["metrics"]
+        if metrics["kind"] == "response":
+            out[metrics["response_id"]] = metrics
+    return out
+
+
+async def within(awaitable: Awaitable[_T], seconds: float = STEP_TIMEOUT) -> _T:
+    """Await with a hang guard, so a broken behaviour fails fast instead of hanging."""
+    async with timeout(seconds):
+        return await awaitable
+
+
 def flushes(probe: Probe) -> int:
     """How many ``flush`` cmds reached the probe."""
     return sum(1 for c in probe.cmds if c.get_name() == "flush")
@@ -196,11 +262,39 @@ async def send_data(runner: GraphRunner, name: str, buf: bytes) -> None:
 
 
 AUDIO_MS = 40
-DELTA = base64.b64encode(b"\x01\x00" * (24 * AUDIO_MS)).decode()  # 40 ms of 24 kHz audio
+
+
+def pcm_delta(sample: int) -> str:
+    """40 ms of 24 kHz audio, every sample ``sample``: frames tell whose audio they are."""
+    return base64.b64encode(sample.to_bytes(2, "little", signed=True) * (24 * AUDIO_MS)).decode()
+
+
+DELTA = pcm_delta(1)
+
+
+def delta_event(rid: str, delta: str = DELTA) -> dict[str, Any]:
+    """One ``response.audio.delta`` of response ``rid``."""
+    return {"type": "response.audio.delta", "response_id": rid, "item_id": "a", "delta": delta}
+
+
+def order(probe: Probe) -> list[str]:
+    """What the probe received, in order: ``flush`` for the cmd, ``audio:<sample>`` per frame."""
+    out = []
+    for msg in probe.received:
+        if isinstance(msg, Cmd) and msg.get_name() == "flush":
+            out.append("flush")
+        elif isinstance(msg, AudioFrame):
+            out.append(f"audio:{int.from_bytes(bytes(msg.get_buf()[:2]), 'little', signed=True)}")
+    return out
 
 
 def turn(
-    rid: str, words: list[str], *, user: str | None = "What time is it?", audio: int = 2
+    rid: str,
+    words: list[str],
+    *,
+    user: str | None = "What time is it?",
+    audio: int = 2,
+    delta: str = DELTA,
 ) -> list[dict[str, Any]]:
     """A server VAD turn: the user speaks, GLM answers with text and audio."""
     events: list[dict[str, Any]] = []
@@ -216,7 +310,7 @@ def turn(
         {"type": "response.audio_transcript.delta", "response_id": rid, "delta": w} for w in words
     ]
     events += [
-        {"type": "response.audio.delta", "response_id": rid, "item_id": "a", "delta": DELTA}
+        {"type": "response.audio.delta", "response_id": rid, "item_id": "a", "delta": delta}
     ] * audio
     events += [
         {"type": "response.audio.done", "response_id": rid, "item_id": "a"},
@@ -242,6 +336,27 @@ def until_tools(count: int) -> Callable[[FakeConnection], Awaitable[None]]:
                 return
 
     return wait
+
+
+def waits_for(event: asyncio.Event) -> Step:
+    """A script step that holds the server until the test sets ``event``."""
+
+    async def wait(fake: FakeConnection) -> None:
+        await event.wait()
+
+    return Call(wait)
+
+
+def gated_tools_graph(tmp: Path, url: str) -> Graph:
+    """The test graph with :class:`GateTools` as its tool node (no file source)."""
+    return build_graph(tmp, url, with_source=False, tools={}, tools_addon="gate_tools")
+
+
+def gate(runner: GraphRunner) -> GateTools:
+    """The :class:`GateTools` node of a :func:`gated_tools_graph`."""
+    node = runner.node("tools")
+    assert isinstance(node, GateTools)
+    return node
 
 
 def probe(runner: GraphRunner) -> Probe:

@@ -14,6 +14,7 @@ import signal
 import pytest
 
 from realtime import events as ev
+from realtime.compat import timeout
 from realtime.connection import connect
 from realtime.errors import ConfigError, ConnectionClosed, HandshakeRejected
 from realtime.session import GreetingConfig, SessionConfig
@@ -67,7 +68,7 @@ async def rounds_of_sessions(server: LocalRealtimeServer, rounds: int, size: int
             *(spoken_turn(server) for _ in range(size)), *(abandoned(server) for _ in range(2))
         )
         assert [s for s in said if s is not None] == [GOFORWARD] * size
-        async with asyncio.timeout(TURN_TIMEOUT):
+        async with timeout(TURN_TIMEOUT):
             await server.drained()
 
 
@@ -135,7 +136,7 @@ async def test_connections_beyond_the_cap_get_429_with_glm_busy_code() -> None:
             await connect(server.url, api_key=TOKEN)
         await first.conn.close()
         await second.conn.close()
-        async with asyncio.timeout(TURN_TIMEOUT):
+        async with timeout(TURN_TIMEOUT):
             await server.drained()
         third = await open_session(server)  # room again
         await third.conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import wave
@@ -14,7 +15,7 @@ from glm_realtime.host.errors import NodeError
 from glm_realtime.host.messages import StatusCode
 from glm_realtime.host.runner import GraphRunner
 from realtime.errors import ConfigError
-from tests.fake_glm import Call, Close, Expect, FakeGLMServer, Send, Stall
+from tests.fake_glm import Call, Close, Expect, FakeConnection, FakeGLMServer, Send, Stall
 from tests.glm_graph import (
     AUDIO_MS,
     DELTA,
@@ -118,6 +119,11 @@ async def test_barge_in_flushes_once_cancels_and_drops_the_old_responses_audio(
         "item_id": "a",
         "delta": DELTA,
     }
+    first_frame_played = asyncio.Event()
+
+    async def after_first_frame(fake: FakeConnection) -> None:
+        await first_frame_played.wait()
+
     script = [
         [
             Expect("session.update"),
@@ -129,8 +135,9 @@ async def test_barge_in_flushes_once_cancels_and_drops_the_old_responses_audio(
                     "delta": "Once upon a time, there",
                 },
                 late_delta,
-                {"type": "input_audio_buffer.speech_started"},
             ),
+            Call(after_first_frame),
+            Send({"type": "input_audio_buffer.speech_started"}),
             Expect("response.cancel"),
             Send(
                 {"type": "response.cancelled", "response": {"id": rid, "status": "cancelled"}},
@@ -143,6 +150,8 @@ async def test_barge_in_flushes_once_cancels_and_drops_the_old_responses_audio(
     async with FakeGLMServer(script) as server:
         async with GraphRunner(build_graph(tmp_path, server.url, with_source=False)) as runner:
             p = probe(runner)
+            await p.wait_for(lambda p: len(p.frames) == 1)
+            first_frame_played.set()
             await p.wait_for(lambda p: "Sure." in texts(p, "assistant"))
     assert server.violations == []
     assert flushes(p) == 2  # one per speech_started: the barge-in and the next turn

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 import textwrap
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -21,14 +23,39 @@ from glm_realtime.host import (
     register_addon,
 )
 
+BUNDLED = ("file_source", "wav_sink", "transcript_collector", "demo_tools", "chat_storage")
+HOST = Path(__file__).parents[1] / "glm_realtime" / "host"
+
+
+def _imports(module: Path) -> list[str]:
+    """Modules ``module`` imports, statically or through importlib.import_module."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
+            names += [arg.value for arg in node.args if isinstance(arg, ast.Constant)]
+    return names
+
 
 def test_bundled_nodes_are_registered_by_name() -> None:
     names = AddonRegistry().names()
-    for name in ("file_source", "wav_sink", "transcript_collector", "demo_tools", "chat_storage"):
+    for name in BUNDLED:
         assert name in names
     addon = AddonRegistry().get("file_source")
     assert addon.default_properties["trailing_silence_ms"] == 2000
     assert addon.property_schema is not None and "speed" in addon.property_schema
+
+
+def test_host_imports_no_node_and_bundled_nodes_come_in_as_entry_points() -> None:
+    for module in HOST.glob("*.py"):
+        for imported in _imports(module):
+            assert not imported.startswith(("glm_realtime.", "..")), f"{module.name}: {imported}"
+    installed = {ep.name: ep.value for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    for name in BUNDLED:
+        assert installed[name] == f"glm_realtime.nodes.{name}"
 
 
 def test_unknown_addon_error_lists_known_names() -> None:
@@ -187,8 +214,8 @@ def test_entry_point_addon_is_loaded_and_broken_plugin_recorded(
 ) -> None:
     registry = AddonRegistry()
     loaded = registry.load_entry_points()
-    # This package's own entry point (glm_v2v_python) loads beside the test plugins.
-    assert sorted(set(loaded) - {"glm_v2v_python"}) == ["echo", "mod"]
+    # This package's own entry points (the GLM node, the bundled nodes) load beside them.
+    assert sorted(set(loaded) - {"glm_v2v_python", *BUNDLED}) == ["echo", "mod"]
     assert registry.get("hostplug_decorated").extension_class.__name__ == "Decorated"
     addon = registry.get("echo_plugin")
     assert addon.default_properties == {"gain": 1.0}

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pytest
 
 from realtime import events as ev
+from realtime.compat import timeout
 from realtime.connection import connect
 from realtime.errors import (
     AuthenticationError,
@@ -307,7 +308,7 @@ async def test_weather_question_through_a_whole_graph_reaches_the_demo_tool(
         async with GraphRunner(graph) as runner:
             probe = runner.node("probe")
             assert isinstance(probe, Probe)
-            async with asyncio.timeout(60):
+            async with timeout(60):
                 await probe.wait_for(lambda p: expected in "".join(texts(p, "assistant")))
     assert any("weather" in t for t in texts(probe, "user"))
 
@@ -471,7 +472,7 @@ async def test_serve_command_listens_until_sigterm() -> None:
     )
     try:
         assert process.stdout is not None
-        async with asyncio.timeout(60):
+        async with timeout(60):
             line = (await process.stdout.readline()).decode()
         url = line.rsplit(" ", 1)[-1].strip()
         assert url.startswith("ws://127.0.0.1:") and url.endswith("/api/paas/v4/realtime")
@@ -481,7 +482,7 @@ async def test_serve_command_listens_until_sigterm() -> None:
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
+        async with timeout(30):
             await process.communicate()
     assert process.returncode == 0
 

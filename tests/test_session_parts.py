@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from glm_realtime.backoff import Backoff
 from glm_realtime.config import ExtensionConfig
-from glm_realtime.memory import ChatMemory
-from glm_realtime.responses import BoundedSet, ResponseTracker
+from glm_realtime.session.backoff import Backoff
+from glm_realtime.session.memory import ChatMemory
+from glm_realtime.session.responses import BoundedSet, ResponseState, ResponseTracker
+from glm_realtime.session.transcript import SentenceSplitter
+from glm_realtime.session.uplink import AudioDump, Uplink
 from glm_realtime.tools import tool_from_metadata, tool_result_text
-from glm_realtime.transcript import SentenceSplitter
-from glm_realtime.uplink import AudioDump, Uplink
-from realtime.audio import UplinkPacker
+from realtime.audio import DownlinkDecoder, UplinkPacker
 from realtime.errors import ConfigError
 
 PACKAGE = Path(__file__).parents[1] / "glm_realtime"
@@ -294,24 +294,51 @@ def test_readme_documents_every_property_and_cli_command() -> None:
 
 def _tracker() -> ResponseTracker:
     ticks = iter(range(1000))
-    return ResponseTracker(lambda: float(next(ticks)))
+    return ResponseTracker(lambda: float(next(ticks)), DownlinkDecoder)
+
+
+def _started(tracker: ResponseTracker, response_id: str) -> ResponseState:
+    response, cancel_late = tracker.start(response_id)
+    assert response is not None and not cancel_late
+    return response
 
 
 def test_tracker_ignores_events_of_interrupted_and_finished_responses() -> None:
     tracker = _tracker()
-    tracker.created("r1")
+    _started(tracker, "r1")
     assert tracker.interrupt() is not None
-    assert tracker.get("r1") is None
-    tracker.created("r2")
+    assert tracker.get("r1") == (None, False)
+    assert tracker.start("r1") == (None, False)  # a late response.created never revives it
+    _started(tracker, "r2")
     tracker.finish("r2")
-    assert tracker.get("r2") is None
+    assert tracker.get("r2") == (None, False)
     assert tracker.interrupt() is None  # nothing active any more
+
+
+def test_tracker_response_created_after_an_early_delta_keeps_the_same_state() -> None:
+    tracker = _tracker()
+    tracker.turn_ended()  # tick 0
+    early = _started(tracker, "r1")  # an early delta starts tracking at tick 1
+    early.splitter.feed("Hello")
+    assert _started(tracker, "r1") is early  # response.created then finds it
+    assert early.text == "Hello" and early.turn_end_at == 0.0 and early.created_at == 1.0
+
+
+def test_tracker_barge_in_before_response_created_cancels_the_late_response() -> None:
+    tracker = _tracker()
+    tracker.request()
+    assert tracker.interrupt() is None  # nothing playing yet
+    assert tracker.start("late") == (None, True)  # the late answer: cancel it
+    assert tracker.get("late") == (None, False)  # its deltas are stale
+    assert _started(tracker, "next").id == "next"  # only that one response
+    tracker.finish("next")
+    assert tracker.settled()
 
 
 def test_tracker_settles_only_after_the_tool_follow_up_response() -> None:
     tracker = _tracker()
     tracker.turn_ended()
-    first = tracker.created("r1")
+    first = _started(tracker, "r1")
     first.called_tools = first.pending_tools = 1
     tracker.finish("r1")
     assert not tracker.settled()  # a tool is still running
@@ -319,7 +346,7 @@ def test_tracker_settles_only_after_the_tool_follow_up_response() -> None:
     assert tracker.follow_up_due(first) is True
     assert tracker.follow_up_due(first) is False  # once only
     assert not tracker.settled()  # response.create sent, nothing started yet
-    second = tracker.created("r2")
+    second = _started(tracker, "r2")
     assert second.turn_end_at == first.turn_end_at  # measured from the same end of turn
     tracker.finish("r2")
     assert tracker.settled() and tracker.done_count == 2
@@ -327,8 +354,8 @@ def test_tracker_settles_only_after_the_tool_follow_up_response() -> None:
 
 def test_tracker_connection_loss_returns_the_cut_response_and_forgets_the_rest() -> None:
     tracker = _tracker()
-    tracker.created("r1").splitter.feed("Half a")
-    tracker.requested()
+    _started(tracker, "r1").splitter.feed("Half a")
+    tracker.request()
     cut = tracker.connection_lost()
     assert cut is not None and cut.interrupted and cut.text == "Half a"
     assert tracker.settled()

@@ -3,13 +3,15 @@
 Three ways in:
 
 * ``@register_addon("name", manifest=..., defaults=...)`` on an :class:`Extension`
-  subclass (the bundled nodes do this), or ``@register_addon("name", base_dir=dir)``
-  to read ``manifest.json`` and ``property.json`` from an extension directory, as
-  TEN's ``register_addon_as_extension(name, base_dir)`` does;
+  subclass, or ``@register_addon("name", base_dir=dir)`` to read ``manifest.json`` and
+  ``property.json`` from an extension directory, as TEN's
+  ``register_addon_as_extension(name, base_dir)`` does;
 * an entry point in the group ``glm_realtime.addons`` whose value is ``module:Class``
   (the class carries ``addon_name``, ``manifest`` and ``default_properties``; a class
   decorated with ``register_addon`` works too) or a bare ``module`` whose import
-  registers addons with the decorator;
+  registers addons with the decorator. The bundled nodes (``glm_realtime.nodes``) and
+  the GLM node come in this way too, like any third-party addon: the host imports no
+  node package;
 * :meth:`AddonRegistry.add` with an :class:`Addon` built by hand or by
   :func:`load_addon_dir`.
 """
@@ -17,7 +19,6 @@ Three ways in:
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
 import types
@@ -206,23 +207,19 @@ def register_addon(
     return decorate
 
 
-@functools.cache
-def _import_builtins() -> None:
-    importlib.import_module("glm_realtime.nodes")
-
-
 class AddonRegistry:
     """Addons by name.
 
     Args:
-        include_decorated: Also see every addon registered with ``@register_addon``
-            without an explicit registry, including the bundled nodes (imported on
-            first lookup).
+        include_decorated: Also see every installed addon (the entry-point group, the
+            bundled nodes among them; loaded on first lookup) and every addon registered
+            with ``@register_addon`` without an explicit registry.
     """
 
     def __init__(self, *, include_decorated: bool = True) -> None:
         self._own: dict[str, Addon] = {}
         self._include_decorated = include_decorated
+        self._entry_points_loaded = False
         self.load_errors: dict[str, str] = {}
         """Entry points that failed to load: entry-point name -> reason."""
 
@@ -240,7 +237,8 @@ class AddonRegistry:
     def _table(self) -> dict[str, Addon]:
         if not self._include_decorated:
             return dict(self._own)
-        _import_builtins()
+        if not self._entry_points_loaded:
+            self.load_entry_points()
         return {**_DECORATED, **self._own}
 
     def find(self, name: str) -> Addon | None:
@@ -278,6 +276,8 @@ class AddonRegistry:
         Returns:
             Names of the entry points that loaded.
         """
+        if group == ENTRY_POINT_GROUP:
+            self._entry_points_loaded = True
         loaded: list[str] = []
         for ep in metadata.entry_points(group=group):
             try:
@@ -296,7 +296,5 @@ class AddonRegistry:
 
 @functools.cache
 def default_registry() -> AddonRegistry:
-    """Return the process-wide registry: built-ins, decorated classes, entry points."""
-    registry = AddonRegistry()
-    registry.load_entry_points()
-    return registry
+    """Return the process-wide registry: installed addons (built-ins too) and decorated ones."""
+    return AddonRegistry()

@@ -2,19 +2,28 @@
 
 Delivery semantics:
 
-* **Data and audio frames** go, per destination node, through one bounded FIFO queue
-  drained by one consumer task (``graph:<node>:inbox``): a node sees its data and
-  frames one at a time, in the order they were sent. ``send_data`` and
-  ``send_audio_frame`` wait while a destination's queue is full (back-pressure). A
-  message routed to several nodes is cloned for all but the last.
-* **Commands** run each in its own task (``graph:<node>:cmd:<name>#<id>``), so a
-  handler that awaits another command cannot deadlock the node. ``send_cmd``
-  resolves when the destination calls ``return_result``. A handler that returns
-  without answering yields an ERROR result saying so; one that raises yields an
-  ERROR result carrying the exception text (and the exception is logged). A command
-  routed to several nodes goes to all of them and ``send_cmd`` returns the **first**
-  destination's result (connection order); the others' results are discarded.
-  Non-final results are ignored.
+* **Order.** Every message to a node (cmd, data or audio frame) goes through that node's
+  one bounded FIFO queue, drained by one consumer task (``graph:<node>:inbox``): between
+  one source and one destination, messages are delivered in the order sent, whatever
+  their kind. A ``flush`` cmd is never overtaken by audio queued before it, so stale
+  audio cannot play after it.
+* **Data and audio frames** are handled one at a time: the consumer awaits ``on_data`` /
+  ``on_audio_frame`` before taking the next message.
+* **Commands** run each in its own task (``graph:<node>:cmd:<name>#<id>``), started in
+  queue order: the consumer starts the handler and takes the next message once the
+  handler first waits (or returns), so a handler that awaits another command cannot
+  deadlock the node. ``send_cmd`` resolves when the destination calls
+  ``return_result``. A handler that returns without answering yields an ERROR result
+  saying so; one that raises yields an ERROR result carrying the exception text (and the
+  exception is logged). A command routed to several nodes goes to all of them and
+  ``send_cmd`` returns the **first** destination's result (connection order); the
+  others' results are discarded. Non-final results are ignored.
+* **Slow nodes: back-pressure.** ``send_data``, ``send_audio_frame`` and ``send_cmd`` wait
+  while a destination's queue is full (``queue_size`` messages), so a slow node slows
+  only the nodes that send to it, and nothing is dropped. A node that must never wait on
+  a slow neighbour (the GLM node's receive loop) keeps its own outbox (see
+  :mod:`glm_realtime.session.outbox`). A message routed to several nodes is cloned for
+  all but the last.
 * A node receives messages once its ``on_init`` has returned. From the moment its
   ``on_stop`` is called it receives nothing more: data and frames for it are dropped
   and commands to it answer ERROR.
@@ -24,7 +33,7 @@ Delivery semantics:
   gets every frame a finished source sent; on cancellation or error they are not.
 
 A node whose handler sends to a full queue that only it drains (itself, or a cycle of
-nodes all blocked on each other) deadlocks; keep cycles on commands.
+nodes all blocked on each other) deadlocks.
 """
 
 from __future__ import annotations
@@ -49,12 +58,17 @@ _log = logging.getLogger("glm_realtime.host.runner")
 
 
 @dataclass(eq=False)
+class _CmdDelivery:
+    cmd: Cmd
+    future: asyncio.Future[CmdResult]
+
+
+@dataclass(eq=False)
 class _Node:
     spec: NodeSpec
     ext: Extension
     env: AsyncTenEnv
-    inbox: asyncio.Queue[Data | AudioFrame]
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox: asyncio.Queue[Data | AudioFrame | _CmdDelivery]
     inited: bool = False
     start_called: bool = False
     stopping: bool = False
@@ -120,7 +134,7 @@ class GraphRunner:
         return self._nodes[name].env
 
     def queue_depth(self, name: str) -> int:
-        """Return how many data/audio messages wait in node ``name``'s queue."""
+        """Return how many messages wait in node ``name``'s queue."""
         return self._nodes[name].inbox.qsize()
 
     async def __aenter__(self) -> GraphRunner:
@@ -149,7 +163,6 @@ class GraphRunner:
             for node in self._nodes.values():
                 await self._lifecycle(node, "on_init")
                 node.inited = True
-                node.ready.set()
                 # The consumer outlives on_stop (dropping what arrives) so that a
                 # sender blocked on a full queue is never stranded.
                 self._spawn(node, self._consume(node), f"graph:{node.spec.name}:inbox", own=False)
@@ -253,11 +266,13 @@ class GraphRunner:
         for i, dest in enumerate(dests):
             copy = cmd if i == 0 else cmd.clone()
             future: asyncio.Future[CmdResult] = loop.create_future()
-            self._pending[copy.cmd_id] = _Pending(future, dest)
             futures.append(future)
             node = self._nodes[dest]
-            task_name = f"graph:{dest}:cmd:{name}#{copy.cmd_id}"
-            self._spawn(node, self._handle_cmd(node, copy, future), task_name)
+            if node.stopping:
+                future.set_result(CmdResult.error(f"node '{dest}' is stopped", copy))
+                continue
+            self._pending[copy.cmd_id] = _Pending(future, dest)
+            await node.inbox.put(_CmdDelivery(copy, future))
         return await futures[0]
 
     async def route_result(self, source: str, result: CmdResult, target_cmd: Cmd) -> None:
@@ -338,6 +353,12 @@ class GraphRunner:
     async def _consume(self, node: _Node) -> None:
         while True:
             msg = await node.inbox.get()
+            if isinstance(msg, _CmdDelivery):
+                try:
+                    await self._start_cmd(node, msg)
+                finally:
+                    node.inbox.task_done()
+                continue
             try:
                 if node.stopping:
                     continue
@@ -353,10 +374,25 @@ class GraphRunner:
             finally:
                 node.inbox.task_done()
 
-    async def _handle_cmd(self, node: _Node, cmd: Cmd, future: asyncio.Future[CmdResult]) -> None:
+    async def _start_cmd(self, node: _Node, delivery: _CmdDelivery) -> None:
+        """Start the handler; return once it first waits, so the next message comes after."""
+        cmd = delivery.cmd
+        started = asyncio.Event()
+        task_name = f"graph:{node.spec.name}:cmd:{cmd.get_name()}#{cmd.cmd_id}"
+        self._spawn(node, self._handle_cmd(node, cmd, delivery.future, started), task_name)
+        await started.wait()
+
+    async def _handle_cmd(
+        self,
+        node: _Node,
+        cmd: Cmd,
+        future: asyncio.Future[CmdResult],
+        started: asyncio.Event,
+    ) -> None:
         name, where = cmd.get_name(), node.spec.name
+        # The consumer wakes only when this task first waits: on_cmd runs up to there first.
+        started.set()
         try:
-            await node.ready.wait()
             if node.stopping:
                 future.set_result(CmdResult.error(f"node '{where}' is stopped", cmd))
                 return

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from glm_realtime.memory import Role
+from glm_realtime.session.memory import Role
 
 __all__ = ["SessionHandler", "SessionState", "ToolOutcome"]
 

@@ -1,4 +1,4 @@
-"""What the session tracks per response: transcript, timing, tools, and stale ids."""
+"""What the session tracks per response: transcript, audio decoder, timing, tools, stale ids."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from glm_realtime.transcript import SentenceSplitter
+from realtime.audio import DownlinkDecoder
 from realtime.server_events import Usage
+
+from .transcript import SentenceSplitter
 
 __all__ = ["BoundedSet", "ResponseState", "ResponseTracker"]
 
@@ -36,11 +38,16 @@ class BoundedSet:
 
 @dataclass
 class ResponseState:
-    """One response from ``response.created`` to its follow-up after tools."""
+    """One response from its first event to its follow-up after tools.
+
+    Each response decodes its audio with a decoder of its own, so a resampler tail or an
+    odd byte of one response never reaches the next.
+    """
 
     id: str
     created_at: float
     turn_end_at: float | None
+    decoder: DownlinkDecoder
     splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
     first_text_at: float | None = None
     first_audio_at: float | None = None
@@ -93,67 +100,110 @@ class ResponseTracker:
     """Which response is live, which are stale, and whether the conversation has settled.
 
     Pure bookkeeping (no I/O): the session asks it where an event belongs and tells it
-    what happened. A response is *stale* once interrupted or finished; events for it
-    are then ignored. The tracker *settles* when no response is live, none waits for its
-    tool follow-up, and no requested response is still to start.
+    what happened. A response is *stale* once interrupted or finished; events for it are
+    then ignored and it is never revived. The tracker *settles* when no response is live,
+    none waits for its tool follow-up, and no requested response is still to start.
+
+    A barge-in while our ``response.create`` is unanswered marks that request cancelled:
+    the response that starts next is the late answer, and :meth:`start` says to cancel it.
     """
 
-    def __init__(self, clock: Callable[[], float], stale_limit: int = 64) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        decoder: Callable[[], DownlinkDecoder],
+        stale_limit: int = 64,
+    ) -> None:
         self.clock = clock
+        self._decoder = decoder
         self.active: ResponseState | None = None
         self.done_count = 0
         self._live: dict[str, ResponseState] = {}
         self._stale = BoundedSet(stale_limit)
+        # Interrupted responses until their response.done, for their metrics (bounded).
+        self._interrupted: OrderedDict[str, ResponseState] = OrderedDict()
         self._awaiting_followup: set[str] = set()
-        self._requested = False  # response.create sent, response.created not yet seen
+        self.requested = False  # response.create sent, its response not started yet
+        self._cancel_requested = False
         self._turn_end_at: float | None = None
 
     def settled(self) -> bool:
         """Nothing in progress and nothing owed."""
-        return self.active is None and not self._awaiting_followup and not self._requested
+        return self.active is None and not self._awaiting_followup and not self.requested
+
+    def live_count(self) -> int:
+        """Responses tracked as live (bounded: one active plus late ones)."""
+        return len(self._live)
 
     def turn_ended(self) -> None:
         """The user stopped speaking (server VAD) or committed (client VAD)."""
         self._turn_end_at = self.clock()
 
-    def requested(self) -> None:
-        """A ``response.create`` went out."""
-        self._requested = True
+    def request(self) -> None:
+        """A ``response.create`` goes out."""
+        self.requested = True
 
-    def created(self, response_id: str) -> ResponseState:
-        """A response started; it owns the pending end of turn (a greeting has none)."""
-        response = ResponseState(response_id, self.clock(), self._turn_end_at)
+    def start(self, response_id: str) -> tuple[ResponseState | None, bool]:
+        """A response's first event (``response.created`` or an early delta).
+
+        Returns the live state (None for a stale id: never revived) and whether this is
+        the late answer to a request a barge-in cancelled (the caller cancels it).
+        """
+        if response_id in self._stale:
+            return None, False
+        known = self._live.get(response_id)
+        if known is not None:
+            return known, False
+        response = ResponseState(response_id, self.clock(), self._turn_end_at, self._decoder())
         self._turn_end_at = None
-        self._requested = False
+        self.requested = False
+        if self._cancel_requested:
+            self._cancel_requested = False
+            response.interrupted = True
+            self._stale.add(response_id)
+            return None, True
         self._live[response_id] = response
         self.active = response
-        return response
+        return response, False
 
-    def get(self, response_id: str | None) -> ResponseState | None:
-        """The live response an event belongs to; None for a stale one."""
+    def get(self, response_id: str | None) -> tuple[ResponseState | None, bool]:
+        """The live response an event belongs to (see :meth:`start`)."""
         if response_id is None:
-            return self.active
-        if response_id in self._stale:
-            return None
-        # A delta before (or without) response.created starts tracking it here.
-        return self._live.get(response_id) or self.created(response_id)
+            return self.active, False
+        return self.start(response_id)
 
     def interrupt(self) -> ResponseState | None:
-        """Mark the active response interrupted and stale; returns it if there was one."""
-        response = self.active
-        if response is None or response.done:
-            return None
-        response.interrupted = True
-        self._stale.add(response.id)
+        """Barge-in: every live response is interrupted and stale, a pending request cancelled.
+
+        Returns the response that was playing, if any. Tool follow-ups still owed are
+        dropped: they would answer the old question over the new turn.
+        """
+        if self.requested:
+            self.requested = False
+            self._cancel_requested = True
+        self._awaiting_followup.clear()
+        playing = self.active if self.active is not None and not self.active.done else None
+        for response in self._live.values():
+            response.interrupted = True
+            self._stale.add(response.id)
+            if not response.done:  # its response.done is still to come, with its metrics
+                self._interrupted[response.id] = response
+        while len(self._interrupted) > self._stale.limit:
+            self._interrupted.popitem(last=False)
+        self._live.clear()
         self.active = None
-        return response
+        return playing
 
     def finish(self, response_id: str) -> ResponseState:
         """``response.done``: the response (a placeholder if never seen) is done and stale."""
-        response = self._live.pop(response_id, None)
+        response = self._live.get(response_id) or self._interrupted.pop(response_id, None)
         if response is None:
             response = ResponseState(
-                response_id, self.clock(), None, interrupted=response_id in self._stale
+                response_id,
+                self.clock(),
+                None,
+                self._decoder(),
+                interrupted=response_id in self._stale,
             )
         response.done = True
         self._stale.add(response_id)
@@ -161,6 +211,8 @@ class ResponseTracker:
             self.active = None
         if response.pending_tools and not response.interrupted:
             self._awaiting_followup.add(response_id)
+        else:
+            self._live.pop(response_id, None)
         self.done_count += 1
         return response
 
@@ -169,15 +221,23 @@ class ResponseTracker:
         if not response.needs_followup():
             return False
         self._awaiting_followup.discard(response.id)
+        self._live.pop(response.id, None)
         response.followup_sent = True
         self._turn_end_at = response.turn_end_at  # the follow-up answers the same turn
-        self._requested = True
+        self.requested = True
         return True
 
     def connection_lost(self) -> ResponseState | None:
         """Forget everything of the old socket; returns the response it cut, if any."""
-        cut = self.interrupt()
+        cut = self.active
+        if cut is not None:
+            cut.interrupted = True
+            self._stale.add(cut.id)
+        for response in self._live.values():
+            response.interrupted = True
+        self.active = None
         self._live.clear()
+        self._interrupted.clear()
         self._awaiting_followup.clear()
-        self._requested = False
+        self.requested = self._cancel_requested = False
         return cut

@@ -31,6 +31,11 @@ class Uplink:
         self._backlog: deque[bytes] = deque(maxlen=limit)
         self.dropped_packets = 0
 
+    @property
+    def held_packets(self) -> int:
+        """Packets in the backlog."""
+        return len(self._backlog)
+
     def pack(self, pcm: bytes, sample_rate: int) -> list[bytes]:
         """Frames in, complete packets out."""
         return self.packer.push(pcm, sample_rate)
