@@ -62,17 +62,10 @@ class Backend:
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
         """Hold one session slot (waits in line while the cap is reached)."""
-        if self._slots is None:
-            self.live_sessions += 1
-            self.sessions_opened += 1
-            try:
-                yield
-            finally:
-                self.live_sessions -= 1
-            return
         self.waiting_sessions += 1
         try:
-            await self._slots.acquire()
+            if self._slots is not None:
+                await self._slots.acquire()
         finally:
             self.waiting_sessions -= 1
         self.live_sessions += 1
@@ -81,7 +74,8 @@ class Backend:
             yield
         finally:
             self.live_sessions -= 1
-            self._slots.release()
+            if self._slots is not None:
+                self._slots.release()
 
     async def start(self) -> None:
         """Start what the backend needs."""
@@ -104,6 +98,9 @@ class Backend:
 
 class LocalBackend(Backend):
     """One embedded server on 127.0.0.1 shared by every environment of the process.
+
+    The server is configured for the gym: no idle timeout (a call waits silently between
+    steps on the virtual clock) and room for every session the backend admits.
 
     Args:
         realtime: pace the server's audio at 1x and the caller at wall-clock speed.
@@ -138,16 +135,29 @@ class LocalBackend(Backend):
         self.server: Any = None
 
     async def start(self) -> None:
-        from glm_local.server import LocalRealtimeServer
+        from glm_local.server import DEFAULT_MAX_CONNECTIONS, LocalRealtimeServer
 
         if self.server is not None:
             raise RuntimeError("the local backend is already started")
+        if self.realtime and self.max_sessions is None:
+            # At real-time pace the server admits only what it serves in real time; envs
+            # beyond that wait in line here instead of being refused there.
+            from glm_local.admission import real_time_capacity
+
+            self.max_sessions = real_time_capacity(self._options["asr_processes"])
+            self._slots = asyncio.Semaphore(self.max_sessions)
         server = LocalRealtimeServer(
             "127.0.0.1",
             0,
             self._token,
             pace=1.0 if self.realtime else 0.0,
             heartbeat_s=30.0,
+            # On the virtual clock a call is silent between steps for as long as the agent
+            # thinks; abandoned calls are closed by their owner (the gym server's TTL).
+            idle_timeout_s=None,
+            # Every env of the process is admitted: the cap is max_sessions, queued above.
+            max_connections=max(DEFAULT_MAX_CONNECTIONS, self.max_sessions or 0),
+            max_sessions=self.max_sessions,
             **self._options,
         )
         await server.start()

@@ -121,7 +121,7 @@ class CallerNode(Extension):
         self.realtime = False
         self.sent_ms = 0.0
         self._t0 = time.monotonic()
-        self._chunks: deque[tuple[bytes, Utterance, bool]] = deque()
+        self._chunks: deque[tuple[bytes, Utterance, bool, bool]] = deque()  # pcm, line, last, paced
         self._fast_until_ms = 0.0
         self._listening = asyncio.Event()
         self._progress = asyncio.Condition()
@@ -159,15 +159,18 @@ class CallerNode(Extension):
         else:
             self._listening.clear()
 
-    def speak(self, pcm: bytes, *, tail_ms: float = 0.0) -> Utterance:
-        """Queue a line; on the virtual clock it and ``tail_ms`` of silence go out fast."""
+    def speak(self, pcm: bytes, *, tail_ms: float = 0.0, paced: bool = False) -> Utterance:
+        """Queue a line; on the virtual clock it and ``tail_ms`` of silence go out fast,
+        unless ``paced`` (a barge-in: how soon the assistant yields is measured while the
+        line is being spoken, so it goes out at 1x)."""
         pcm = pcm[: len(pcm) // 2 * 2]
         utterance = Utterance(len(pcm) / 2 / RATE * 1000)
         pieces = [pcm[i : i + _FRAME_BYTES] for i in range(0, len(pcm), _FRAME_BYTES)] or [b""]
         for index, piece in enumerate(pieces):
-            self._chunks.append((piece, utterance, index == len(pieces) - 1))
-        queued = sum(len(c) for c, _, _ in self._chunks) / 2 / RATE * 1000
-        self.fast_forward(self.sent_ms + queued + tail_ms)
+            self._chunks.append((piece, utterance, index == len(pieces) - 1, paced))
+        if not paced:
+            queued = sum(len(c[0]) for c in self._chunks) / 2 / RATE * 1000
+            self.fast_forward(self.sent_ms + queued + tail_ms)
         return utterance
 
     def fast_forward(self, to_ms: float) -> None:
@@ -191,7 +194,10 @@ class CallerNode(Extension):
             if not self._listening.is_set():
                 self._anchor = None
                 await self._listening.wait()
-            fast = not self.realtime and (bool(self._chunks) or self.sent_ms < self._fast_until_ms)
+            if self._chunks:
+                fast = not self.realtime and not self._chunks[0][3]
+            else:
+                fast = not self.realtime and self.sent_ms < self._fast_until_ms
             if fast:
                 self._anchor = None
                 await asyncio.sleep(0)  # let the other conversations run
@@ -203,7 +209,7 @@ class CallerNode(Extension):
                 if delay > 0:
                     await asyncio.sleep(delay)
             if self._chunks:
-                chunk, utterance, last = self._chunks.popleft()
+                chunk, utterance, last, _ = self._chunks.popleft()
             else:
                 chunk, utterance, last = _SILENCE, None, False
             if utterance is not None and utterance.start_ms is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from glm_realtime.host import (
 __all__ = ["Collector", "Reply", "UserText"]
 
 _INTERRUPTED_MARK = "[interrupted]"
+_MAX_ERRORS = 32  # the latest backend errors kept
 
 
 @dataclass(eq=False)
@@ -98,7 +100,7 @@ class Collector(Extension):
         self.current: Reply | None = None
         self.user_texts: list[UserText] = []
         self.flushes: list[float] = []
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=_MAX_ERRORS)
         self.fatal = False
         self.connected = False
         self._seq = 0

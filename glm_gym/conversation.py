@@ -16,17 +16,18 @@ closed, session slot given back, every task cancelled).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
 from glm_gym.backends import Backend
 from glm_gym.caller import CallerNode
-from glm_gym.collector import Collector
+from glm_gym.collector import Collector, Reply, UserText
 from glm_gym.scenarios import Scenario
 from glm_gym.world import World, WorldNode
 from glm_realtime.host import AddonRegistry, Graph, GraphRunner, default_registry, parse_graph
 
-__all__ = ["VAD_SILENCE_MS", "Call", "build_graph"]
+__all__ = ["VAD_SILENCE_MS", "Call", "build_graph", "call_length_ms", "said_by_turn"]
 
 VAD_SILENCE_MS = 500
 """Server VAD end-of-turn silence the conversations use."""
@@ -135,3 +136,32 @@ class Call:
             await self.runner.aclose(drain=False)
         finally:
             await self._stack.aclose()
+
+
+def said_by_turn(collector: Collector, line_turns: Sequence[int]) -> dict[int, str]:
+    """The assistant's words per caller turn they answer (0: before the caller spoke).
+
+    The backend hears the lines in order, so its k-th transcript is of the k-th line and a
+    reply answers the transcript before it, however late it comes (after a turn timeout
+    it arrives during a later step).
+    """
+    events: list[tuple[int, UserText | Reply]] = [(u.seq, u) for u in collector.user_texts]
+    events += [(r.seq, r) for r in collector.replies]
+    said: dict[int, list[str]] = {}
+    heard, turn = 0, 0
+    for _, event in sorted(events, key=lambda e: e[0]):
+        if isinstance(event, UserText):
+            if line_turns:
+                turn = line_turns[min(heard, len(line_turns) - 1)]
+            heard += 1
+        elif event.text:
+            said.setdefault(turn, []).append(event.text)
+    return {t: " ".join(words) for t, words in said.items()}
+
+
+def call_length_ms(call: Call) -> float:
+    """How long the call has lasted on its clock, the assistant's audio still playing
+    included (the audio seconds a throughput figure counts)."""
+    ends = [call.caller.now_ms()]
+    ends += [r.playback_end_ms for r in call.collector.replies if r.playback_end_ms is not None]
+    return round(max(ends), 1)

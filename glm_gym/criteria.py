@@ -9,7 +9,8 @@ product, and every part with what decided it goes into ``info``:
 * ``end_state``: each expected field of each expected row holds its value in the world;
 * ``say``: each fact is a substring (ignoring case) of what the assistant said from its
   ``from_turn`` on;
-* ``interrupted``: a barge-in cut the assistant's audio.
+* ``interrupted``: a barge-in cut the assistant's audio (or, if false, none did);
+* ``spoke_in_silence``: the assistant spoke while the caller waited (or kept quiet).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def judge(
     said_by_turn: Mapping[int, str],
     *,
     interrupted: bool = False,
+    spoke_in_silence: bool = False,
 ) -> Verdict:
     """Score a conversation.
 
@@ -95,6 +97,7 @@ def judge(
         state: the world's tables now.
         said_by_turn: the assistant's words per caller turn (0: the greeting).
         interrupted: whether a barge-in cut the assistant's audio.
+        spoke_in_silence: whether the assistant spoke during a ``wait``.
     """
     success = scenario.success
     parts: dict[str, float] = {}
@@ -132,11 +135,15 @@ def judge(
         missing = []
         for fact in facts:
             words = " ".join(t for turn, t in said_by_turn.items() if turn >= fact.from_turn)
-            if fact.text.casefold() not in " ".join(words.split()).casefold():
+            if not fact.said_in(words):
                 missing.append(fact.text)
         parts["say"] = 0.0 if missing else 1.0
         details["say"] = {"missing": missing}
-    if success.interrupted is not None:
-        parts["interrupted"] = 1.0 if interrupted == success.interrupted else 0.0
+    for name, wanted, happened in (
+        ("interrupted", success.interrupted, interrupted),
+        ("spoke_in_silence", success.spoke_in_silence, spoke_in_silence),
+    ):
+        if wanted is not None:
+            parts[name] = 1.0 if happened == wanted else 0.0
     reward = math.prod(parts.values()) if parts else 0.0
     return Verdict(reward, parts, details)

@@ -21,6 +21,7 @@ on one backend, each with its own graph and session.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,7 @@ from glm_gym.actions import BargeIn, HangUp, InvalidAction, Say, Wait, parse_act
 from glm_gym.backends import Backend
 from glm_gym.caller import FRAME_MS, Utterance
 from glm_gym.collector import Reply
-from glm_gym.conversation import VAD_SILENCE_MS, Call
+from glm_gym.conversation import VAD_SILENCE_MS, Call, call_length_ms, said_by_turn
 from glm_gym.criteria import judge
 from glm_gym.observations import brief_text, turn_text
 from glm_gym.scenarios import Scenario
@@ -38,8 +39,6 @@ __all__ = ["StepResult", "VoiceEnv"]
 
 TAIL_MS = VAD_SILENCE_MS + FRAME_MS
 """Silence after a line that goes out with it (the server VAD needs it to end the turn)."""
-CATCH_UP_S = 5.0
-"""Virtual clock: wall seconds the clock may stand still while the backend catches up."""
 WAIT_GRACE_MS = 500.0
 """After a ``wait``, how long the assistant has to start speaking."""
 
@@ -77,9 +76,10 @@ class VoiceEnv:
         self._lock = asyncio.Lock()
         self._last = StepResult("Call reset(data_idx) to start a conversation.", 0.0, False, {})
         self._turn = 0
-        self._said: dict[int, str] = {}
+        self._line_turns: list[int] = []  # the caller turn of each line spoken, in order
         self._over = False
         self._interrupted = False
+        self._spoke_in_silence = False
 
     def __len__(self) -> int:
         return len(self.scenarios)
@@ -111,24 +111,26 @@ class VoiceEnv:
         async with self._lock:
             await self._teardown()
             scenario = self.scenarios[data_idx]
+            self._turn, self._line_turns = 0, []
+            self._over, self._interrupted, self._spoke_in_silence = False, False, False
             call = Call(scenario, self.backend)
-            self._call, self._turn, self._said = call, 0, {}
-            self._over, self._interrupted = False, False
-            await call.start()
+            await call.start()  # on failure it is closed, and this env has no call
+            self._call = call
             collector, caller = call.collector, call.caller
             caller.listen(True)
 
-            def greeted() -> bool:
-                if collector.fatal:
-                    return True
-                if not scenario.greeting:
-                    return collector.connected
-                return bool(collector.replies) and collector.current is None
+            def ready() -> bool:
+                return collector.fatal or collector.connected
 
-            timed_out = not await self._wait(collector.wait_for(greeted))
+            async def greeted() -> None:
+                await collector.wait_for(ready)
+                if scenario.greeting and not collector.fatal:
+                    await self._listen(call, 0, None)
+
+            timed_out = not await self._wait(greeted())
             caller.listen(False)
             greeting = collector.replies[0] if collector.replies else None
-            self._said[0] = greeting.text if greeting else ""
+            greeting_text = greeting.text if greeting else ""
             latencies: dict[str, Any] = {"clock": self.clock}
             if greeting is not None and greeting.first_audio_ms is not None:
                 latencies["greeting_ms"] = round(greeting.first_audio_ms, 1)
@@ -137,13 +139,14 @@ class VoiceEnv:
                 "category": scenario.category,
                 "data_idx": data_idx,
                 "turn": 0,
-                "greeting": self._said[0],
+                "greeting": greeting_text,
                 "latencies": latencies,
                 "timed_out": timed_out,
                 "errors": list(collector.errors),
+                "clock_ms": call_length_ms(call),
                 **self.backend.describe(),
             }
-            observation = brief_text(scenario, self._said[0])
+            observation = brief_text(scenario, greeting_text)
             self._last = StepResult(observation, 0.0, collector.fatal, info)
             self._over = collector.fatal
             return self._last
@@ -190,6 +193,8 @@ class VoiceEnv:
             and turn.utterance.start_ms < playing_until
         )
         extra = self._turn_figures(call, since_seq, first_call, turn.utterance, barged)
+        if isinstance(action, Wait) and extra["assistant"]:
+            self._spoke_in_silence = True
         extra["action"] = action.kind
         if isinstance(action, BargeIn):
             extra["barge_in_after_ms"] = action.after_ms
@@ -205,7 +210,7 @@ class VoiceEnv:
             caller.fast_forward(target)
             await caller.wait_until(target + WAIT_GRACE_MS)
             if collector.current is not None or self._new_replies(call, turn.since_seq):
-                await collector.wait_for(lambda: self._turn_over(call, turn.since_seq, None))
+                await self._listen(call, turn.since_seq, None)
             return
         pcm = await self.backend.voice.render(action.words)
         last_reply = collector.replies[-1] if collector.replies else None
@@ -215,16 +220,37 @@ class VoiceEnv:
             start = playing_until or 0.0  # a polite caller lets the assistant finish
         caller.fast_forward(start)
         await caller.wait_until(start)
-        utterance = turn.utterance = caller.speak(pcm, tail_ms=TAIL_MS)
+        paced = isinstance(action, BargeIn)
+        utterance = turn.utterance = caller.speak(pcm, tail_ms=TAIL_MS, paced=paced)
+        self._line_turns.append(self._turn)
         await utterance.sent.wait()
         if self.backend.virtual_clock:
             await self._catch_up(call, turn.since_seq, utterance)
-        await collector.wait_for(lambda: self._turn_over(call, turn.since_seq, utterance))
+        await self._listen(call, turn.since_seq, utterance)
+
+    async def _listen(self, call: Call, since_seq: int, utterance: Utterance | None) -> None:
+        """Wait for the end of the assistant's turn. On the virtual clock time stops at its
+        first audio: the caller hears the reply at 1x from there however fast or slow the
+        rest of it is generated (see :class:`~glm_gym.collector.Reply`)."""
+        collector = call.collector
+        if self.backend.virtual_clock:
+
+            def speaking() -> bool:
+                current = collector.current
+                return (
+                    current is not None
+                    and current.first_audio_ms is not None
+                    or self._turn_over(call, since_seq, utterance)
+                )
+
+            await collector.wait_for(speaking)
+            call.caller.listen(False)
+        await collector.wait_for(lambda: self._turn_over(call, since_seq, utterance))
 
     async def _catch_up(self, call: Call, since_seq: int, utterance: Utterance) -> None:
         """Virtual clock: stop it once the line and the VAD's silence are out, until the
         backend has heard the line (it got the audio far faster than real time), so its
-        catching up is not counted as latency."""
+        catching up is not counted as latency. Nothing heard: the turn times out."""
         caller, collector = call.caller, call.collector
         assert utterance.end_ms is not None
         await caller.wait_until(utterance.end_ms + TAIL_MS)
@@ -238,9 +264,7 @@ class VoiceEnv:
             )
 
         try:
-            await asyncio.wait_for(collector.wait_for(heard), CATCH_UP_S)
-        except asyncio.TimeoutError:
-            pass  # nothing heard: the clock runs on and the turn times out
+            await collector.wait_for(heard)
         finally:
             caller.listen(True)
 
@@ -280,7 +304,7 @@ class VoiceEnv:
         if call.collector.current is not None:
             replies.append(call.collector.current)
         calls = call.world.calls[first_call:]
-        self._said[self._turn] = " ".join(r.text for r in replies if r.text)
+        said = " ".join(r.text for r in replies if r.text)
         latencies: dict[str, Any] = {"clock": self.clock}
         audio_at = [r.first_audio_ms for r in replies if r.first_audio_ms is not None]
         if utterance is not None and utterance.end_ms is not None and audio_at:
@@ -298,7 +322,7 @@ class VoiceEnv:
                 latencies["barge_in_yield_ms"] = round(cuts[0] - utterance.start_ms, 1)
         self._interrupted = self._interrupted or interrupted
         return {
-            "assistant": self._said[self._turn],
+            "assistant": said,
             "heard": [u.text for u in call.collector.user_texts if u.seq > since_seq],
             "tool_calls": [c.to_json() for c in calls],
             "latencies": latencies,
@@ -319,8 +343,9 @@ class VoiceEnv:
             scenario,
             call.world.calls,
             call.world.state,
-            self._said,
+            said_by_turn(call.collector, self._line_turns),
             interrupted=self._interrupted,
+            spoke_in_silence=self._spoke_in_silence,
         )
         fatal = call.collector.fatal
         success = verdict.reward == 1.0
@@ -335,7 +360,8 @@ class VoiceEnv:
             "success": success,
             "criteria": verdict.to_json(),
             "errors": list(call.collector.errors),
-            "world": call.world.state,
+            "clock_ms": call_length_ms(call),
+            "world": copy.deepcopy(call.world.state),
             **extra,
         }
         info.setdefault("latencies", {"clock": self.clock})

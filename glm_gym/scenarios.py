@@ -128,7 +128,14 @@ class Fact(_Strict):
     """
 
     text: str = Field(min_length=1)
+    alternatives: list[str] = []
+    """Other ways of saying it (``"100"`` for ``"one hundred"``); any one is enough."""
     from_turn: int = Field(default=1, ge=1)
+
+    def said_in(self, words: str) -> bool:
+        """Whether ``words`` contain the fact or one of its alternatives (ignoring case)."""
+        said = " ".join(words.split()).casefold()
+        return any(" ".join(t.split()).casefold() in said for t in (self.text, *self.alternatives))
 
 
 class Success(_Strict):
@@ -144,6 +151,9 @@ class Success(_Strict):
     """Facts the assistant must say; a bare string is a fact from turn 1."""
     interrupted: bool | None = None
     """True: a barge-in must stop the assistant's audio."""
+    spoke_in_silence: bool | None = None
+    """True: the assistant speaks up while the caller stays silent (``wait``); False: it
+    keeps quiet."""
 
     def facts(self) -> list[Fact]:
         """``say`` with bare strings made into facts."""
@@ -188,9 +198,11 @@ class Scenario(_Strict):
             if call.name not in names:
                 raise ValueError(f"success.tool_calls.{i}.name: no tool '{call.name}'")
         s = self.success
-        if s.tool_calls is None and s.end_state is None and not s.say and s.interrupted is None:
+        flags = (s.interrupted, s.spoke_in_silence)
+        if s.tool_calls is None and s.end_state is None and not s.say and flags == (None, None):
             raise ValueError(
-                "success: give at least one of tool_calls, end_state, say, interrupted"
+                "success: give at least one of tool_calls, end_state, say, interrupted, "
+                "spoke_in_silence"
             )
         for i, line in enumerate(self.follow_ups):
             action = parse_action(line)

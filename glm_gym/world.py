@@ -23,9 +23,17 @@ from glm_realtime.host import Addon, AsyncTenEnv, Cmd, CmdResult, Extension, Sta
 __all__ = ["ToolCallRecord", "World", "WorldNode", "normalise_key"]
 
 
+_ARTICLES = ("the ", "a ", "an ")
+
+
 def normalise_key(value: object) -> str:
-    """How keys are matched: case and runs of spaces do not matter."""
-    return " ".join(str(value).split()).casefold()
+    """How keys and values are matched: case, spacing and a leading article do not matter
+    ("The Library" is "library")."""
+    key = " ".join(str(value).split()).casefold()
+    for article in _ARTICLES:
+        if key.startswith(article) and len(key) > len(article):
+            return key[len(article) :]
+    return key
 
 
 @dataclass(frozen=True)
@@ -73,36 +81,35 @@ class World:
         self.calls.append(record)
         return record
 
-    def _row_key(self, table: dict[str, Any], value: object) -> str | None:
-        wanted = normalise_key(value)
-        return next((k for k in table if normalise_key(k) == wanted), None)
+    def _find(self, effect: Lookup | Update, arguments: Row) -> tuple[str | None, str]:
+        """(the key of the row the call names, or None) and, for None, why not."""
+        if effect.key not in arguments:
+            return None, f"missing argument '{effect.key}'"
+        wanted = normalise_key(arguments[effect.key])
+        table = self.state.setdefault(effect.table, {})
+        key = next((k for k in table if normalise_key(k) == wanted), None)
+        if key is None and isinstance(effect, Update) and effect.create:
+            key = str(arguments[effect.key])
+            table[key] = {}
+        return key, f"no {effect.key} '{arguments[effect.key]}' found"
 
     def _lookup(self, effect: Lookup, arguments: Row) -> tuple[bool, str]:
-        if effect.key not in arguments:
-            return False, f"missing argument '{effect.key}'"
-        table = self.state.get(effect.table, {})
-        key = self._row_key(table, arguments[effect.key])
+        key, problem = self._find(effect, arguments)
         if key is None:
-            return False, f"no {effect.key} '{arguments[effect.key]}' found"
-        row = table[key]
+            return False, problem
+        row = self.state[effect.table][key]
         return True, row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)
 
     def _update(self, effect: Update, arguments: Row) -> tuple[bool, str]:
-        if effect.key not in arguments:
-            return False, f"missing argument '{effect.key}'"
-        table = self.state.setdefault(effect.table, {})
-        key = self._row_key(table, arguments[effect.key])
+        missing = [f for f in effect.fields if f not in arguments]
+        if missing and effect.key in arguments:
+            return False, f"missing argument(s) {', '.join(missing)}"
+        key, problem = self._find(effect, arguments)
         if key is None:
-            if not effect.create:
-                return False, f"no {effect.key} '{arguments[effect.key]}' found"
-            key = str(arguments[effect.key])
-            table[key] = {}
-        row = table[key]
+            return False, problem
+        row = self.state[effect.table][key]
         if not isinstance(row, dict):
             return False, f"{effect.key} '{key}' cannot be changed"
-        missing = [f for f in effect.fields if f not in arguments]
-        if missing:
-            return False, f"missing argument(s) {', '.join(missing)}"
         row.update({f: arguments[f] for f in effect.fields})
         row.update(effect.set)
         try:

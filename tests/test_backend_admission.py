@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 
 import pytest
 
 from realtime import events as ev
+from realtime.compat import timeout
 from realtime.connection import connect
 from realtime.errors import ConfigError, ConnectionClosed
 from realtime.session import SessionConfig, TurnDetection
@@ -50,7 +50,7 @@ async def test_a_session_over_max_sessions_gets_glm_concurrency_error_and_1013()
             await third.until(lambda e: False, TIMEOUT)
         for client in (first, second):
             await client.conn.close()
-        async with asyncio.timeout(TIMEOUT):
+        async with timeout(TIMEOUT):
             await server.drained()
         again = await admitted(server)
         await again.conn.close()

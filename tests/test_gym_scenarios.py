@@ -128,3 +128,12 @@ def test_anything_else_is_an_invalid_action_saying_what_is_accepted(text: str, r
     action = parse_action(text)
     assert isinstance(action, InvalidAction)
     assert reason in action.reason
+
+
+def test_the_shipped_schema_file_is_the_models_schema() -> None:
+    from importlib import resources
+
+    shipped = resources.files("glm_gym") / "data" / "scenario.schema.json"
+    assert json.loads(shipped.read_text(encoding="utf-8")) == scenario_json_schema(), (
+        "regenerate glm_gym/data/scenario.schema.json from scenario_json_schema()"
+    )
