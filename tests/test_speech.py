@@ -584,6 +584,15 @@ def test_piper_keeps_onnxruntime_telemetry_off(tmp_path: Any) -> None:
 
 
 @needs_piper
+def test_piper_says_the_same_text_with_the_same_samples() -> None:
+    # With the voice's own noise scales, four renderings of one sentence gave four
+    # different waveforms (and pocketsphinx heard 17-33 % wrong words, varying per run).
+    synth = make_synthesizer("piper")
+    text = "You said: go forward ten meters."
+    assert b"".join(synth.synthesize(text)) == b"".join(synth.synthesize(text))
+
+
+@needs_piper
 def test_piper_voice_is_loaded_once_and_shared() -> None:
     from glm_local.speech import PiperSynthesizer
 
