@@ -23,7 +23,8 @@ sessions (one turn each, as fast as possible); after each round, the RSS of the 
 process tree (server, clients, ASR workers) and the recognisers still alive.
 
 Run: ``python -m benchmarks local_backend [--sessions 1,4,8,16] [--asr-processes N]
-[--max-sessions N] [--rounds 3] [--round-sessions 8] [--tts espeak|piper]``.
+[--max-sessions N] [--rounds 3] [--round-sessions 8] [--tts espeak|piper]
+[--asr pocketsphinx|whisper]``.
 """
 
 from __future__ import annotations
@@ -206,8 +207,9 @@ def _server(args: argparse.Namespace, pace: float) -> Any:
     from glm_local.server import LocalRealtimeServer
 
     options: dict[str, Any] = {"port": 0, "token": TOKEN, "pace": pace, "tts": args.tts}
+    options["asr"] = args.asr
     options["asr_processes"] = (
-        default_asr_processes() if args.asr_processes is None else args.asr_processes
+        default_asr_processes(args.asr) if args.asr_processes is None else args.asr_processes
     )
     if args.max_sessions is not None:
         options["max_sessions"] = args.max_sessions
@@ -307,6 +309,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--silence-ms", type=int, default=1500, help="silence after each clip")
     parser.add_argument("--stagger-ms", type=int, default=1000, help="spread of session starts")
     parser.add_argument("--tts", choices=["espeak", "piper"], default="espeak")
+    parser.add_argument("--asr", choices=["pocketsphinx", "whisper"], default="pocketsphinx")
     parser.add_argument("--asr-processes", type=int, default=None, help="default: serve's")
     parser.add_argument("--max-sessions", type=int, default=None, help="default: the server's")
     parser.add_argument("--rounds", type=int, default=3, help="memory: rounds of sessions")
@@ -333,8 +336,9 @@ def main(argv: list[str]) -> int:
     first = rows[0] if rows else {"asr": 0, "max_sessions": None}
     asr = f"ASR in {first['asr']} worker process(es)" if first["asr"] else "ASR in-process"
     print(
-        f"## Voice-to-voice: {asr}, max_sessions {first['max_sessions']}, tts {args.tts}, "
-        f"pace {args.pace:g}, client speed {args.speed:g}, {args.turns} turns per session, "
+        f"## Voice-to-voice: {args.asr}, {asr}, max_sessions {first['max_sessions']}, "
+        f"tts {args.tts}, pace {args.pace:g}, client speed {args.speed:g}, "
+        f"{args.turns} turns per session, "
         f"{args.silence_ms} ms trailing silence, starts spread over {args.stagger_ms} ms; "
         f"load average before: {os.getloadavg()[0]:.1f}\n"
     )

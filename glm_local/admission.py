@@ -41,12 +41,16 @@ SPEAKERS_PER_ASR_CORE = 4
 (``python -m benchmarks local_backend``; see BENCHMARKS.md)."""
 
 
-def default_asr_processes() -> int:
-    """The ASR layout ``serve`` picks: one worker process per core, or in-process on one core.
+def default_asr_processes(asr: str = "pocketsphinx") -> int:
+    """The ASR layout ``serve`` picks for recogniser ``asr``: for pocketsphinx one worker
+    process per core (in-process on one core), for whisper in-process.
 
-    Measured: from 4 simultaneous speakers up, workers serve more and faster; in-process,
-    pocketsphinx holds the GIL, so all recognition shares one core.
+    Measured: from 4 simultaneous speakers up, pocketsphinx workers serve more and faster;
+    in-process, pocketsphinx holds the GIL, so all recognition shares one core. whisper
+    computes without the GIL, so a worker would only add a copy of its model.
     """
+    if asr != "pocketsphinx":
+        return 0
     cores = os.cpu_count() or 1
     return min(cores, MAX_PROCESSES) if cores > 1 else 0
 

@@ -50,14 +50,6 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
-def _asr_processes(given: int | None, asr: str) -> int:
-    """One worker per core for pocketsphinx (it holds the GIL); whisper computes without
-    it, so in-process, where a worker would only add a copy of the model."""
-    if given is not None:
-        return given
-    return default_asr_processes() if asr == "pocketsphinx" else 0
-
-
 def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> ReplyEngine:
     if kind == "deterministic":
         return DeterministicEngine()
@@ -170,7 +162,7 @@ def serve(
         pace=pace,
         tts=cast(Literal["espeak", "piper"], tts),
         engine=engine,
-        asr_processes=_asr_processes(asr_processes, asr),
+        asr_processes=default_asr_processes(asr) if asr_processes is None else asr_processes,
         max_sessions=max_sessions,
         idle_timeout_s=idle_timeout,
         asr=cast(RecognizerName, asr),
