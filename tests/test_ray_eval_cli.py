@@ -108,14 +108,20 @@ def test_ctrl_c_on_ray_writes_the_partial_report_and_leaves_no_ray_process(
         start_new_session=True,  # its own group, so the Ctrl-C reaches it and Ray, not pytest
     )  # fmt: skip
     assert proc.stderr is not None
-    seen = []
-    for line in proc.stderr:  # the first finished conversation: the run is under way
-        seen.append(line)
-        if FINISHED.match(line):
-            running = ray_processes(ray_tmpdir)
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-    stdout, rest = proc.communicate(timeout=120)
+    seen: list[str] = []
+    try:
+        for line in proc.stderr:  # the first finished conversation: the run is under way
+            seen.append(line)
+            if FINISHED.match(line):
+                running = ray_processes(ray_tmpdir)
+                os.killpg(proc.pid, signal.SIGINT)
+                break
+        stdout, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the test failed: leave nothing running
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            print("".join(seen))
     stderr = "".join(seen) + rest
     assert proc.returncode == 130, stderr[-3000:]
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-3000:]
