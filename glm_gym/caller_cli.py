@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from glm_gym.callers import DEFAULT_MODEL, OPENAI_URL, CallerConfigError, CallerOptions
+from glm_realtime.cli_group import F
 
 __all__ = ["caller_from", "caller_options"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 _MODEL_OPTIONS = ("caller_model", "caller_url", "caller_temperature", "caller_retries")
 
 

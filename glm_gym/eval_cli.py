@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from glm_gym.caller_cli import caller_from, caller_options
+from glm_gym.cli_options import max_sessions_option, realtime_option, scenarios_option
+from glm_realtime.cli_group import api_key_option, url_option
 
 if TYPE_CHECKING:
     from glm_gym.evaluation import EvalOptions
@@ -41,13 +43,7 @@ def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
 
 
 @click.command("eval")
-@click.option(
-    "--scenarios",
-    "scenario_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Scenario JSONL file (default: the bundled set).",
-)
+@scenarios_option("scenario_path", must_exist=False)
 @click.option(
     "--only",
     multiple=True,
@@ -75,26 +71,9 @@ def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
     default=None,
     help="local: the embedded backend; glm: the cloud (default: glm with a key).",
 )
-@click.option(
-    "--api-key",
-    envvar="GLM_API_KEY",
-    default=None,
-    help="GLM key (env GLM_API_KEY); never written to the report.",
-)
-@click.option(
-    "--url",
-    "glm_url",
-    envvar="GLM_REALTIME_URL",
-    default=None,
-    help="GLM websocket URL (default: the cloud's).",
-)
-@click.option(
-    "--max-sessions",
-    type=click.IntRange(1, 1000),
-    default=5,
-    show_default=True,
-    help="Concurrent GLM sessions per key (across the cluster with --ray).",
-)
+@api_key_option("GLM key (env GLM_API_KEY); never written to the report.")
+@url_option("GLM websocket URL (default: the cloud's).", dest="glm_url")
+@max_sessions_option("Concurrent GLM sessions per key (across the cluster with --ray).")
 @click.option(
     "--server",
     "server_url",
@@ -102,11 +81,7 @@ def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
     metavar="URL",
     help="Run through a gym server (glm-realtime gym) over HTTP instead of in process.",
 )
-@click.option(
-    "--realtime",
-    is_flag=True,
-    help="Wall-clock pace on the embedded backend (GLM always runs in real time).",
-)
+@realtime_option
 @click.option(
     "--turn-timeout",
     type=click.FloatRange(min=0.1),

@@ -341,9 +341,7 @@ async def run_eval(
         stop = stop or asyncio.Event()
 
         async def worker() -> None:
-            # The stop check as well as the cancel: a conversation that swallows its
-            # cancellation (asyncio.wait_for on 3.10/3.11 can) still ends the worker.
-            while items and not stop.is_set():
+            while items:  # on stop the worker is cancelled (VoiceEnv raises it at once)
                 collector.add(await runner.run(items.popleft()))
 
         workers = [

@@ -19,8 +19,10 @@ from typing import Any, Literal, cast
 
 import click
 
+from glm_gym.cli_options import max_sessions_option, realtime_option, scenarios_option
 from glm_gym.model import MAX_TURN_TIMEOUT_S
-from glm_local.speech.asr_processes import MAX_PROCESSES
+from glm_local.cli_options import asr_processes_option
+from glm_realtime.cli_group import api_key_option, listen_options, url_option
 
 __all__ = ["gym", "listening_socket"]
 
@@ -29,14 +31,7 @@ _GRACE_S = 10
 
 
 @click.command("gym")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port",
-    default=36001,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="TCP port (0: any free one; the URL is printed).",
-)
+@listen_options(36001, "TCP port (0: any free one; the URL is printed).")
 @click.option(
     "--backend",
     "backend_kind",
@@ -60,17 +55,10 @@ _GRACE_S = 10
     type=click.FloatRange(min=0),
     help="Close an env (and its session) after this many idle seconds (0: never).",
 )
-@click.option(
-    "--realtime",
-    is_flag=True,
-    help="Wall-clock pace on the embedded backend (GLM always runs at it).",
-)
-@click.option(
-    "--asr-processes",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, MAX_PROCESSES),
-    help="Embedded backend: recognise speech in N worker processes (0: in this one); "
+@realtime_option
+@asr_processes_option(
+    0,
+    "Embedded backend: recognise speech in N worker processes (0: in this one); "
     "about one per core for many concurrent envs.",
 )
 @click.option(
@@ -81,29 +69,10 @@ _GRACE_S = 10
     type=click.FloatRange(min=0, min_open=True, max=MAX_TURN_TIMEOUT_S),
     help="Seconds one assistant turn may take before a step returns without it.",
 )
-@click.option(
-    "--scenarios",
-    "scenarios_path",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Scenario JSONL file (default: the bundled set).",
-)
-@click.option(
-    "--api-key",
-    envvar="GLM_API_KEY",
-    default=None,
-    help="GLM key for --backend glm (env GLM_API_KEY).",
-)
-@click.option(
-    "--url", envvar="GLM_REALTIME_URL", default=None, help="GLM websocket URL for --backend glm."
-)
-@click.option(
-    "--max-sessions",
-    default=5,
-    show_default=True,
-    type=click.IntRange(1, 1000),
-    help="Concurrent GLM sessions per key (accounts allow 5-20); more envs queue.",
-)
+@scenarios_option("scenarios_path", must_exist=True)
+@api_key_option("GLM key for --backend glm (env GLM_API_KEY).")
+@url_option("GLM websocket URL for --backend glm.")
+@max_sessions_option("Concurrent GLM sessions per key (accounts allow 5-20); more envs queue.")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def gym(
     host: str,

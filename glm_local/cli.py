@@ -21,15 +21,16 @@ from typing import Literal, cast
 import click
 
 from glm_local.admission import SPEAKERS_PER_ASR_CORE, default_asr_processes
+from glm_local.cli_options import asr_processes_option
 from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
 from glm_local.server import DEFAULT_IDLE_TIMEOUT_S, LocalRealtimeServer
 from glm_local.speech import MissingSpeechDependency
-from glm_local.speech.asr_processes import MAX_PROCESSES
 from glm_local.speech.recognizers import (
     RECOGNIZER_NAMES,
     RecognizerName,
     check_recognizer_installed,
 )
+from glm_realtime.cli_group import listen_options
 
 __all__ = ["serve"]
 
@@ -59,14 +60,7 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port",
-    default=8765,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="TCP port (0: any free one).",
-)
+@listen_options(8765, "TCP port (0: any free one).")
 @click.option(
     "--token",
     envvar="GLM_LOCAL_TOKEN",
@@ -98,11 +92,9 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
 @click.option("--engine-url", default=None, help="OpenAI-compatible base URL (with /v1).")
 @click.option("--engine-model", default=None, help="Model name for --engine openai.")
 @click.option("--engine-key", envvar="OPENAI_API_KEY", default=None, help="env OPENAI_API_KEY")
-@click.option(
-    "--asr-processes",
-    default=None,
-    type=click.IntRange(0, MAX_PROCESSES),
-    help="Recognise speech in N worker processes (0: in the server process). Default: one "
+@asr_processes_option(
+    None,
+    "Recognise speech in N worker processes (0: in the server process). Default: one "
     "per core (in-process on one core); pocketsphinx holds the GIL, so in-process "
     "recognition of all sessions shares one core.",
 )

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import click
 
 from glm_realtime.app import TurnError, check_app, load_app, prepare_app, run_turn, summary_lines
-from glm_realtime.cli_group import CliGroup, verbosity
+from glm_realtime.cli_group import CliGroup, api_key_option, url_option, verbosity
 from glm_realtime.host.errors import HostError
 from glm_realtime.nodes.pcm import RAW_SUFFIXES, AudioFileError, check_rate, read_audio
 from glm_realtime.progress import TurnProgress
@@ -219,17 +219,9 @@ def _common(func: Any) -> Any:
             default=None,
             help="Also write transcripts and metrics as JSONL.",
         ),
-        click.option(
-            "--api-key",
-            envvar="GLM_API_KEY",
-            default=None,
-            help="GLM key (env GLM_API_KEY), or the token of a local 'serve --token'.",
-        ),
-        click.option(
-            "--url",
-            envvar="GLM_REALTIME_URL",
-            default=None,
-            help=f"Websocket URL (env GLM_REALTIME_URL; default with a key: {DEFAULT_URL}). "
+        api_key_option("GLM key (env GLM_API_KEY), or the token of a local 'serve --token'."),
+        url_option(
+            f"Websocket URL (env GLM_REALTIME_URL; default with a key: {DEFAULT_URL}). "
             "Without a key, a URL on this machine is used with no credential; with neither, "
             "an embedded local backend runs.",
         ),

@@ -11,6 +11,9 @@ An exception that escapes a command becomes ``Error: <root cause>`` (one line, e
 instead of a traceback: its message is the cause's, with the node it happened in, and
 an OS error's reason. A usage error (a bad option value) prints two lines, the problem
 and where the help is, and exits 2.
+
+The options several commands take (the GLM key and URL, where a server listens) are
+declared once here, as decorators, so their names, environment variables and types agree.
 """
 
 from __future__ import annotations
@@ -20,14 +23,23 @@ import logging
 import socket
 import sys
 import traceback
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from glm_realtime.host.errors import NodeError
 
-__all__ = ["CliGroup", "describe_error", "verbosity"]
+__all__ = [
+    "CliGroup",
+    "api_key_option",
+    "describe_error",
+    "listen_options",
+    "url_option",
+    "verbosity",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _VERBOSITY = "glm_realtime.verbosity"
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -54,6 +66,34 @@ def _verbosity_options() -> list[click.Option]:
         click.Option(["-v", "--verbose"], help="-v info logs, -vv debug logs.", **common),
         click.Option(["-q", "--quiet"], help="Errors only, no progress.", **common),
     ]
+
+
+def api_key_option(help: str) -> Callable[[F], F]:
+    """``--api-key`` (env ``GLM_API_KEY``, default none): the GLM key of a command."""
+    return click.option("--api-key", envvar="GLM_API_KEY", default=None, help=help)
+
+
+def url_option(help: str, dest: str = "url") -> Callable[[F], F]:
+    """``--url`` (env ``GLM_REALTIME_URL``, default none), passed as ``dest``."""
+    return click.option("--url", dest, envvar="GLM_REALTIME_URL", default=None, help=help)
+
+
+def listen_options(port: int, port_help: str) -> Callable[[F], F]:
+    """``--host`` (default 127.0.0.1) and ``--port`` (0..65535, default ``port``) of a server."""
+
+    def decorate(func: F) -> F:
+        func = click.option(
+            "--port",
+            default=port,
+            show_default=True,
+            type=click.IntRange(0, 65535),
+            help=port_help,
+        )(func)
+        return click.option(
+            "--host", default="127.0.0.1", show_default=True, help="Interface to listen on."
+        )(func)
+
+    return decorate
 
 
 def _import_command(name: str, target: str, extra: str) -> click.Command:
