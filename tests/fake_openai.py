@@ -8,7 +8,8 @@ and ``usage``; errors as ``{"error": {message, type, code}}`` with the real stat
 answers the next requests with the given statuses (``Retry-After: 0``) before serving.
 
 Its user is deterministic: ``policy(messages)`` gives the reply from the messages it
-receives (the brief in the system message, the observations so far). Every request is
+receives (the brief in the system message, the observations so far), or an HTTP status
+to fail that request with (``Retry-After: 0``). Every request is
 kept in ``requests`` (headers and body) for the test to read.
 """
 
@@ -26,13 +27,19 @@ from fastapi.responses import JSONResponse
 
 from tests.gym_utils import serving
 
-Policy = Callable[[list[dict[str, str]]], str]
+Policy = Callable[[list[dict[str, str]]], "str | int"]
 ROLES = frozenset({"system", "user", "assistant"})
 
 
 def _error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> Any:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status)
+
+
+def _overloaded(status: int) -> Any:
+    response = _error(status, "The server is overloaded.", "", "server_error")
+    response.headers["Retry-After"] = "0"
+    return response
 
 
 def _shape_problem(body: Any) -> str | None:
@@ -79,9 +86,7 @@ class FakeChat:
                 self.requests.append({"headers": dict(request.headers), "body": body})
                 failure = self.fail_next.pop(0) if self.fail_next else None
             if failure is not None:
-                response = _error(failure, "The server is overloaded.", "", "server_error")
-                response.headers["Retry-After"] = "0"
-                return response
+                return _overloaded(failure)
             if request.headers.get("authorization") != f"Bearer {self.key}":
                 return _error(401, "Incorrect API key provided.", "invalid_api_key")
             problem = _shape_problem(body)
@@ -91,6 +96,8 @@ class FakeChat:
                 message = f"The model `{body['model']}` does not exist or you do not have access."
                 return _error(404, message, "model_not_found")
             content = self.policy(body["messages"])
+            if isinstance(content, int):
+                return _overloaded(content)
             prompt = sum(len(m["content"].split()) for m in body["messages"])
             completion = len(content.split())
             return {

@@ -53,7 +53,10 @@ NOT_AN_ACTION = "Hello!"
 STOP = f"Thought: I have heard enough.\n{STOP_TOKEN}"
 
 
-def slice_user(messages: list[dict[str, str]]) -> str:
+OVERLOADED_GOAL = "Ask for the capital of France."
+
+
+def slice_user(messages: list[dict[str, str]]) -> str | int:
     heard = users(messages)
     if messages[0]["role"] != "system":
         return "ready"  # the connection check
@@ -61,6 +64,8 @@ def slice_user(messages: list[dict[str, str]]) -> str:
         return [NOT_AN_ACTION, HELLO_LINE, STOP][min(len(heard), 3) - 1]
     if goal(messages) == DAYS_GOAL:
         return DAYS_LINE if len(heard) == 1 else STOP
+    if goal(messages) == OVERLOADED_GOAL:
+        return 503  # whatever the conversation: the endpoint is overloaded
     return "Thought: my brief is not one I know.\nAction: hang up"
 
 
@@ -233,7 +238,7 @@ async def test_cli_names_an_endpoint_it_cannot_reach(tmp_path: Path) -> None:
 
 # The whole eval of a small slice, the model playing the caller on the embedded backend.
 
-SLICE = ("small-talk-thanks-goodbye", "question-days-in-week")
+SLICE = ("small-talk-thanks-goodbye", "question-days-in-week", "question-capital-france")
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +249,8 @@ def model_eval(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     with chat_server(fake) as url:
         env = {**os.environ, **{k: v for k, v in ENV.items() if v}, "OPENAI_BASE_URL": url}
         env.pop("GLM_API_KEY", None)
-        args = ["--only", ",".join(SLICE), "--caller", "openai", "--caller-model", MODEL]
+        args = ["--only", ",".join(SLICE), "--caller", "openai", "--caller-model", MODEL,
+                "--caller-retries", "1"]  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-c", "from glm_realtime.cli import main; main()", "eval", *args,
              "--concurrency", "2", "--out", str(out)],
@@ -266,8 +272,10 @@ def test_report_names_the_model_that_played_the_caller(model_eval: dict[str, Any
     )
     assert {r["caller"] for r in report["records"]} == {f"openai:{MODEL}"}
     assert f"caller: openai:{MODEL}" in (model_eval["out"] / "report.md").read_text()
-    served = len(model_eval["fake"].requests)
-    assert meta["caller_usage"]["requests"] == served  # the check and every turn
+    answered = [m for m in model_eval["fake"].conversations() if goal(m) != OVERLOADED_GOAL]
+    usage = meta["caller_usage"]
+    assert usage["requests"] == 1 + len(answered)  # the check and every turn answered
+    assert usage["retries"] == 1 and usage["prompt_tokens"] > usage["completion_tokens"] > 0
     text = (model_eval["out"] / "report.json").read_text() + model_eval["proc"].stderr
     assert KEY not in text  # the key is never written
 
@@ -287,6 +295,18 @@ def test_turns_are_the_models_actions_and_the_stop_token_hangs_up(
     assert hello["turns"][3]["done"] and not hello["errors"]
     assert days["turns"][1]["action"] == DAYS_LINE and not days["errors"]
     assert days["turns"][-1]["done"]
+
+
+@pytest.mark.speech
+def test_an_endpoint_failing_after_the_retries_fails_that_conversation_only(
+    model_eval: dict[str, Any],
+) -> None:
+    records = {r["scenario_id"]: r for r in model_eval["report"]["records"]}
+    overloaded = records["question-capital-france"]
+    assert not overloaded["passed"] and len(overloaded["turns"]) == 1  # the reset only
+    (error,) = overloaded["errors"]
+    assert error.startswith("CallerUnavailable: ") and "answered 503 2 times" in error
+    assert model_eval["report"]["meta"]["complete"] is True
 
 
 @pytest.mark.speech
