@@ -14,6 +14,7 @@ never in a message, never in a report.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,6 +25,8 @@ import httpx
 from glm_gym.callers import CallerConfigError, CallerUnavailable
 
 __all__ = ["ChatClient", "Usage"]
+
+logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 BACKOFF_S = 0.5  # first retry; doubles each time, with jitter
@@ -148,7 +151,7 @@ class ChatClient:
                         f"cannot reach the caller model at {self.endpoint} after "
                         f"{attempt + 1} tries ({type(exc).__name__}: {exc or 'no detail'})"
                     ) from None
-                await self._backoff(attempt, None)
+                await self._backoff(attempt, None, f"{type(exc).__name__}")
                 continue
             if response.status_code < 300:
                 return response
@@ -160,14 +163,18 @@ class ChatClient:
                     f"the caller model at {self.endpoint} answered {response.status_code} "
                     f"{attempt + 1} times ({message or response.reason_phrase})"
                 )
-            await self._backoff(attempt, _retry_after_s(response))
+            await self._backoff(attempt, _retry_after_s(response), str(response.status_code))
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    async def _backoff(self, attempt: int, retry_after_s: float | None) -> None:
+    async def _backoff(self, attempt: int, retry_after_s: float | None, why: str) -> None:
         self.usage.retries += 1
         delay = retry_after_s
         if delay is None:
-            delay = min(BACKOFF_S * 2**attempt, MAX_DELAY_S) * random.uniform(0.8, 1.2)  # noqa: S311
+            delay = min(BACKOFF_S * 2**attempt, MAX_DELAY_S) * random.uniform(0.8, 1.2)
+        logger.warning(
+            "caller model at %s: %s; try %d of %d in %.1f s",
+            self.base_url, why, attempt + 2, self.retries + 1, delay,
+        )  # fmt: skip
         await asyncio.sleep(delay)
 
     def _refusal(self, response: httpx.Response) -> CallerConfigError:

@@ -102,13 +102,19 @@ async def test_request_is_the_documented_chat_completions_shape(
     )
 
 
-async def test_a_5xx_then_success_is_retried(chat: tuple[FakeChat, str]) -> None:
+async def test_a_5xx_then_success_is_retried(
+    chat: tuple[FakeChat, str], caplog: pytest.LogCaptureFixture
+) -> None:
     fake, url = chat
     fake.fail_next = [503, 500, 429]
-    async with client(url, retries=3) as model:
-        assert await model.complete([{"role": "user", "content": "hi"}]) == "ready"
+    with caplog.at_level("WARNING", logger="glm_gym.chat_client"):
+        async with client(url, retries=3) as model:
+            assert await model.complete([{"role": "user", "content": "hi"}]) == "ready"
     assert len(fake.requests) == 4
     assert model.usage.retries == 3 and model.usage.requests == 1
+    logged = [r.getMessage() for r in caplog.records]
+    assert [m.split(": ")[1].split(";")[0] for m in logged] == ["503", "500", "429"]
+    assert KEY not in " ".join(logged)
 
 
 async def test_retries_are_bounded_then_the_endpoint_is_unavailable(
