@@ -121,7 +121,7 @@ def test_ctrl_c_on_ray_writes_the_partial_report_and_leaves_no_ray_process(
         if proc.poll() is None:  # the test failed: leave nothing running
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            print("".join(seen))
+            sys.stderr.write("".join(seen))  # shown with the failure
     stderr = "".join(seen) + rest
     assert proc.returncode == 130, stderr[-3000:]
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-3000:]
