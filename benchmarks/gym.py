@@ -81,7 +81,8 @@ def _usage(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-def _start_server(max_envs: int, asr_processes: int) -> tuple[subprocess.Popen[str], str]:
+def _start_server(max_envs: int, asr_processes: int | None) -> tuple[subprocess.Popen[str], str]:
+    asr = [] if asr_processes is None else ["--asr-processes", str(asr_processes)]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -94,8 +95,7 @@ def _start_server(max_envs: int, asr_processes: int) -> tuple[subprocess.Popen[s
             str(max_envs),
             "--ttl",
             "0",
-            "--asr-processes",
-            str(asr_processes),
+            *asr,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -126,7 +126,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="requests at once")
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle CPU window")
     parser.add_argument("--probes", type=int, default=200, help="instant steps, one at a time")
-    parser.add_argument("--asr-processes", type=int, default=0, help="the server's ASR workers")
+    parser.add_argument(
+        "--asr-processes", type=int, default=None, help="the server's ASR workers (default: its)"
+    )
     args = parser.parse_args(argv)
     if args.envs < 1 or args.concurrency < 1 or args.probes < 1:
         parser.error("--envs, --concurrency and --probes must be at least 1")
@@ -167,7 +169,8 @@ def main(argv: list[str]) -> int:
     turn_s = [env for _, env in steps]
     load = os.getloadavg()
     print(
-        f"gym server, embedded backend, virtual clock, {args.asr_processes} ASR workers; "
+        f"gym server, embedded backend, virtual clock, "
+        f"{'the default' if args.asr_processes is None else args.asr_processes} ASR workers; "
         f"load average {load[0]:.1f} "
         f"{load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores"
     )
