@@ -371,3 +371,33 @@ def test_model_hears_the_assistants_words_but_not_its_tool_calls(
     said = f'The assistant said: "{turn["assistant_text"]}"'
     assert users(messages)[-1] == said
     assert all("It called tools" not in text for text in users(messages))
+
+
+@pytest.mark.speech
+def test_model_caller_plays_through_a_gym_server_over_http(tmp_path: Path) -> None:
+    """``--server`` and ``--caller openai`` together: the model's actions go to a gym
+    server's env over HTTP, and what that env answers comes back to the model."""
+    pytest.importorskip("pocketsphinx")
+    from glm_gym.server import GymSettings, create_app
+    from tests.gym_utils import serving
+
+    fake = FakeChat(policy=slice_user)
+    with chat_server(fake) as chat_url, serving(create_app(GymSettings())) as gym_url:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": chat_url}
+        env.pop("GLM_API_KEY", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", "from glm_realtime.cli import main; main()", "eval",
+             "--server", gym_url, "--only", "small-talk-thanks-goodbye", "--caller", "openai",
+             "--caller-model", MODEL, "--out", str(tmp_path)],
+            capture_output=True, text=True, env=env, timeout=600, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["meta"]["runner"], report["meta"]["caller"]) == ("server", f"openai:{MODEL}")
+    (record,) = report["records"]
+    actions = [t["action"] for t in record["turns"]]
+    assert actions[:3] == ["", NOT_AN_ACTION, HELLO_LINE] and len(actions) == 4
+    assert "hung_up" in record["turns"][3]["flags"] and not record["errors"]
+    messages = max(fake.conversations(), key=len)
+    assert users(messages)[1] == record["turns"][1]["observation"]  # the server's answer
+    assert "Unknown action 'Hello!'" in users(messages)[1]
