@@ -161,7 +161,7 @@ class VoiceEnv:
             "timed_out": timed_out,
             "errors": list(collector.errors),
             "clock_ms": call_length_ms(call),
-            "speaking": still_speaking(collector, caller.now_ms()),
+            "speaking": still_speaking(collector),
             **self.backend.describe(),
         }
         observation = brief_text(scenario, greeting_text, speaking=info["speaking"])
@@ -232,7 +232,6 @@ class VoiceEnv:
             first_call,
             barged=barged,
             clock=self.clock,
-            now_ms=caller.now_ms(),
         )
         self._interrupted = self._interrupted or extra["interrupted"]
         if isinstance(action, Wait) and any(r.text for r in turn.answers(collector)):

@@ -82,7 +82,6 @@ class Turn:
         *,
         barged: bool,
         clock: str,
-        now_ms: float,
     ) -> dict[str, Any]:
         """What the step reports: words, transcripts, tool calls, latencies, flags."""
         utterance = self.utterance
@@ -110,15 +109,12 @@ class Turn:
             "latencies": latencies,
             "interrupted": interrupted,
             "barged_in": barged,
-            "speaking": still_speaking(collector, now_ms),
+            "speaking": still_speaking(collector),
         }
 
 
-def still_speaking(collector: Collector, now_ms: float) -> bool:
-    """The caller still hears the assistant: a reply streaming, or one still playing."""
+def still_speaking(collector: Collector) -> bool:
+    """The assistant is still streaming a reply it has started to speak: its words so far
+    are not all of them (the wall clock; on the virtual clock a step ends after the last)."""
     current = collector.current
-    if current is not None and current.first_audio_ms is not None:
-        return True
-    last = collector.replies[-1] if collector.replies else None
-    end = last.playback_end_ms if last is not None else None
-    return end is not None and end > now_ms
+    return current is not None and current.first_audio_ms is not None
