@@ -91,6 +91,18 @@ async def test_unreachable_server_raises_connect_error_classified_retry() -> Non
     assert classify(info.value) is Disposition.RETRY
 
 
+async def test_unauthenticated_connect_sends_no_authorization_header() -> None:
+    async with (
+        FakeGLMServer([[Stall()]], api_key=None) as server,
+        connect(server.url, unauthenticated=True) as conn,
+    ):
+        assert isinstance(await conn.recv(), ev.Heartbeat)
+        fake = await server.connection(0)
+    assert fake.authorization is None
+    with pytest.raises(ConfigError, match="neither api_key nor jwt_secret"):
+        connect(server.url, api_key=KEY, unauthenticated=True)
+
+
 async def test_sent_events_reach_the_server_valid_and_in_order() -> None:
     async with (
         FakeGLMServer([[Expect("response.create")]]) as server,
