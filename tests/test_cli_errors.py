@@ -183,6 +183,24 @@ async def test_a_run_without_network_names_name_resolution_in_its_last_line(
     assert KEY.split(".")[1] not in err
 
 
+async def test_a_first_connection_to_a_host_that_does_not_resolve_fails_at_once(
+    tmp_path: Path,
+) -> None:
+    """With the default 5 reconnect attempts: no retry, the cause in the last line."""
+    code, err = await run(
+        tmp_path,
+        "--input",
+        str(tone_wav(tmp_path / "in.wav")),
+        "--url",
+        "wss://glm.invalid/api/paas/v4/realtime",
+        env={"GLM_API_KEY": KEY},
+    )
+    assert_user_error(code, err, 1)
+    assert "reconnecting" not in err
+    last = err.strip().splitlines()[-1]
+    assert "cannot resolve glm.invalid" in last and "not retried" in last
+
+
 async def test_vv_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:
     code, _, err = await cli(
         "-vv",
