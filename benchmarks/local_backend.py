@@ -146,6 +146,9 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
             stops = client.count("input_audio_buffer.speech_stopped")
             start, stream0 = time.monotonic(), client.sent_end_ms[-1] if client.sent_end_ms else 0
             last_speech_at = start
+            # The reply may start while this turn's trailing silence is still being sent:
+            # look for it from the turn's start, not from the last packet.
+            seen = len(client.events)
             for k, packet in enumerate(turn.packets):
                 if args.speed > 0:  # each packet leaves when its audio has ended
                     delay = start + (k + 1) * PACKET_MS / 1000 / args.speed - time.monotonic()
@@ -156,15 +159,22 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
                 client.sent_at.append(time.monotonic())
                 if k * PACKET_MS < turn.speech_ms:
                     last_speech_at = client.sent_at[-1]
-            seen = len(client.events)
             try:
                 async with timeout(TURN_TIMEOUT_S), client.changed:
                     await client.changed.wait_for(lambda: client.settled(stops) or reader.done())  # noqa: B023
             except TIMEOUT_ERRORS:  # past capacity: counted, and this speaker gives up
                 timed_out = True
                 break
+            replies = {
+                e.response.id for _, e in client.events[seen:] if e.type == "response.created"
+            }
             first_audio = next(
-                (at for at, e in client.events[seen:] if e.type == "response.audio.delta"), None
+                (
+                    at
+                    for at, e in client.events[seen:]
+                    if e.type == "response.audio.delta" and e.response_id in replies
+                ),
+                None,
             )
             if first_audio is not None:
                 v2v.append(first_audio - last_speech_at)

@@ -182,6 +182,12 @@ class CallerNode(Extension):
         async with self._progress:
             await self._progress.wait_for(lambda: self.now_ms() >= ms)
 
+    def fall_silent(self) -> None:
+        """Drop the lines not yet sent and stop skipping ahead (a cancelled step)."""
+        self._chunks.clear()
+        self._fast_until_ms = self.sent_ms
+        self.listen(False)
+
     async def hang_up(self) -> None:
         """Leave the call: ``on_user_left``, and the microphone goes quiet."""
         self._chunks.clear()

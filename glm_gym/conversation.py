@@ -15,6 +15,7 @@ closed, session slot given back, every task cancelled).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from functools import cache
@@ -116,7 +117,7 @@ class Call:
         self.collector = collector
         self.world_node = world_node
         self._stack = contextlib.AsyncExitStack()
-        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Take a session slot (may wait in line), then start the graph."""
@@ -128,10 +129,27 @@ class Call:
             raise
 
     async def aclose(self) -> None:
-        """Stop the graph (closing the session) and give the slot back; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop the graph (closing the session) and give the slot back; idempotent.
+
+        The teardown is a task of its own that runs to its end even when the task awaiting
+        it is cancelled (which then gets its ``CancelledError`` after it): a graph stopped
+        halfway would keep its tasks, its socket and its session slot.
+        """
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._teardown(), name=f"gym-call-close:{self.scenario.id}"
+            )
+        cancelled = False
+        while not self._closing.done():
+            try:
+                await asyncio.shield(self._closing)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        self._closing.result()
+
+    async def _teardown(self) -> None:
         try:
             await self.runner.aclose(drain=False)
         finally:

@@ -16,6 +16,13 @@ States::
 
 One task uses an env at a time (steps are serialised by a lock); many envs run at once
 on one backend, each with its own graph and session.
+
+Cancellation. Cancelling the task inside :meth:`VoiceEnv.step` or :meth:`VoiceEnv.reset`
+ends it with ``CancelledError`` at its current wait (the turn timeout is a ``timeout``
+scope around the task's own awaits, never ``asyncio.wait_for``, whose 3.10/3.11 version
+returns the result instead when the turn ends as the cancel lands). The env is then OVER:
+the caller falls silent, a later step says the call is over, and :meth:`close` or
+:meth:`reset` tear the call down (a teardown finishes even when its task is cancelled).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from glm_gym.conversation import VAD_SILENCE_MS, Call, call_length_ms, said_by_t
 from glm_gym.criteria import judge
 from glm_gym.observations import brief_text, turn_text
 from glm_gym.scenarios import Scenario
+from realtime.compat import TIMEOUT_ERRORS, timeout
 
 __all__ = ["StepResult", "VoiceEnv"]
 
@@ -116,40 +124,47 @@ class VoiceEnv:
             call = Call(scenario, self.backend)
             await call.start()  # on failure it is closed, and this env has no call
             self._call = call
-            collector, caller = call.collector, call.caller
-            caller.listen(True)
+            try:
+                return await self._greet(call, data_idx)
+            except asyncio.CancelledError:
+                self._abandon(call, "reset")
+                raise
 
-            def ready() -> bool:
-                return collector.fatal or collector.connected
+    async def _greet(self, call: Call, data_idx: int) -> StepResult:
+        scenario, collector, caller = call.scenario, call.collector, call.caller
+        caller.listen(True)
 
-            async def greeted() -> None:
-                await collector.wait_for(ready)
-                if scenario.greeting and not collector.fatal:
-                    await self._listen(call, 0, None)
+        def ready() -> bool:
+            return collector.fatal or collector.connected
 
-            timed_out = not await self._wait(greeted())
-            caller.listen(False)
-            greeting = collector.replies[0] if collector.replies else None
-            greeting_text = greeting.text if greeting else ""
-            latencies: dict[str, Any] = {"clock": self.clock}
-            if greeting is not None and greeting.first_audio_ms is not None:
-                latencies["greeting_ms"] = round(greeting.first_audio_ms, 1)
-            info = {
-                "scenario_id": scenario.id,
-                "category": scenario.category,
-                "data_idx": data_idx,
-                "turn": 0,
-                "greeting": greeting_text,
-                "latencies": latencies,
-                "timed_out": timed_out,
-                "errors": list(collector.errors),
-                "clock_ms": call_length_ms(call),
-                **self.backend.describe(),
-            }
-            observation = brief_text(scenario, greeting_text)
-            self._last = StepResult(observation, 0.0, collector.fatal, info)
-            self._over = collector.fatal
-            return self._last
+        async def greeted() -> None:
+            await collector.wait_for(ready)
+            if scenario.greeting and not collector.fatal:
+                await self._listen(call, 0, None)
+
+        timed_out = not await self._wait(greeted())
+        caller.listen(False)
+        greeting = collector.replies[0] if collector.replies else None
+        greeting_text = greeting.text if greeting else ""
+        latencies: dict[str, Any] = {"clock": self.clock}
+        if greeting is not None and greeting.first_audio_ms is not None:
+            latencies["greeting_ms"] = round(greeting.first_audio_ms, 1)
+        info = {
+            "scenario_id": scenario.id,
+            "category": scenario.category,
+            "data_idx": data_idx,
+            "turn": 0,
+            "greeting": greeting_text,
+            "latencies": latencies,
+            "timed_out": timed_out,
+            "errors": list(collector.errors),
+            "clock_ms": call_length_ms(call),
+            **self.backend.describe(),
+        }
+        observation = brief_text(scenario, greeting_text)
+        self._last = StepResult(observation, 0.0, collector.fatal, info)
+        self._over = collector.fatal
+        return self._last
 
     async def step(self, action: str) -> StepResult:
         """Perform one ReAct action; see the module docstring."""
@@ -166,13 +181,30 @@ class VoiceEnv:
                 self._last = StepResult(parsed.reason, 0.0, False, info)
                 return self._last
             self._turn += 1
-            if isinstance(parsed, HangUp):
-                await call.caller.hang_up()
-                self._over = True
-                self._last = self._result(call, {"action": "hang_up"}, hung_up=True)
+            try:
+                if isinstance(parsed, HangUp):
+                    await call.caller.hang_up()
+                    self._over = True
+                    self._last = self._result(call, {"action": "hang_up"}, hung_up=True)
+                    return self._last
+                self._last = await self._play(call, parsed)
                 return self._last
-            self._last = await self._play(call, parsed)
-            return self._last
+            except asyncio.CancelledError:
+                self._abandon(call, "step")
+                raise
+
+    def _abandon(self, call: Call, what: str) -> None:
+        """A cancelled step or reset: the caller falls silent and the call is over (what
+        the assistant heard of a line cut off is unknown); close or reset tear it down."""
+        call.caller.fall_silent()
+        self._over = True
+        info = {
+            **self._last.info,
+            "cancelled": what,
+            "error": f"the {what} was cancelled; reset to start another call",
+        }
+        reward = self._last.reward
+        self._last = StepResult(f"The {what} was cancelled: the call is over.", reward, True, info)
 
     async def _play(self, call: Call, action: Say | BargeIn | Wait) -> StepResult:
         caller, collector = call.caller, call.collector
@@ -271,8 +303,9 @@ class VoiceEnv:
     async def _wait(self, waiter: Any) -> bool:
         """Await ``waiter`` up to the turn timeout; False if it timed out."""
         try:
-            await asyncio.wait_for(waiter, self.turn_timeout_s)
-        except asyncio.TimeoutError:
+            async with timeout(self.turn_timeout_s):
+                await waiter
+        except TIMEOUT_ERRORS:
             return False
         return True
 

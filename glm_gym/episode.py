@@ -1,11 +1,14 @@
-"""One scripted conversation, start to end, and the record it leaves.
+"""One conversation, start to end, and the record it leaves.
 
 ``play_episode`` drives anything shaped like the environment (``reset(idx)``,
 ``step(action)``, ``close()``, each giving a result with ``observation``, ``reward``,
 ``done`` and ``info``): the in-process :class:`~glm_gym.environment.VoiceEnv`, or
 :class:`HttpConversation`, the same conversation through a gym server. The scripted
-caller's actions come from ``glm_gym.scripted``; the conversation is always closed, also
-when it fails or is cancelled.
+caller's actions come from ``glm_gym.scripted`` unless a caller's turns are given (a model
+playing the brief: ``glm_gym.callers``), each one answering the last observation; the
+conversation is always closed, also when it fails or is cancelled. The caller's own
+configuration faults (a refused key, an unknown model: ``CallerConfigError``) are not a
+conversation's error: they end the eval.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from glm_gym.callers import CallerConfigError
 from glm_gym.records import ScenarioRecord, ToolCall, TurnRecord
+
+if TYPE_CHECKING:
+    from glm_gym.callers import CallerTurns
 
 __all__ = ["Conversation", "HttpConversation", "play_episode", "turn_record"]
 
@@ -87,21 +94,34 @@ class HttpConversation:
             await asyncio.to_thread(client.close)
 
 
-async def play_episode(conversation: Conversation, data_idx: int, scenario: Any) -> ScenarioRecord:
-    """Reset to ``data_idx``, play the scripted actions until done, judge, close."""
-    from glm_gym.scripted import scripted_actions
+async def play_episode(
+    conversation: Conversation,
+    data_idx: int,
+    scenario: Any,
+    caller: CallerTurns | None = None,
+) -> ScenarioRecord:
+    """Reset to ``data_idx``, play the caller's actions until done, judge, close.
 
+    ``caller`` None plays the scenario's script.
+    """
+    if caller is None:
+        from glm_gym.callers import ScriptedCaller
+
+        caller = ScriptedCaller().begin(scenario, 0)
     turns: list[TurnRecord] = []
     errors: list[str] = []
     last: StepLike | None = None
     try:
         last = await conversation.reset(data_idx)
         turns.append(turn_record(0, "", last))
-        for index, action in enumerate(scripted_actions(scenario), start=1):
-            if last.done:
+        while not last.done:
+            action = await caller.next_action(last.observation)
+            if action is None:
                 break
             last = await conversation.step(action)
-            turns.append(turn_record(index, action, last))
+            turns.append(turn_record(len(turns), action, last))
+    except CallerConfigError:
+        raise  # every conversation would fail alike: the eval stops with the reason
     except Exception as exc:  # the environment's fault is this record's error, not the eval's
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:

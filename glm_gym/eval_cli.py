@@ -1,4 +1,7 @@
-"""``glm-realtime eval``: run the scenario set with the scripted caller, write the report.
+"""``glm-realtime eval``: run the scenario set with a caller, write the report.
+
+The caller is the scenario's script (the default), or with ``--caller openai`` a model behind
+any OpenAI-compatible chat completions endpoint playing the scenario's brief.
 
 Attached lazily to the ``glm-realtime`` group (``glm_realtime/cli.py``). This module
 imports only click; the eval, rich and matplotlib load when the command runs, Ray only with
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from glm_gym.caller_cli import caller_from, caller_options
 from glm_gym.cli_options import max_sessions_option, realtime_option, scenarios_option
 from glm_realtime.cli_group import api_key_option, url_option
 
@@ -100,6 +104,7 @@ def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
     show_default=True,
     help="Directory for the report.",
 )
+@caller_options
 @click.option(
     "--ray",
     "ray_address",
@@ -136,11 +141,14 @@ def eval_command(
     max_attempts: int,
     **option_values: Any,
 ) -> None:
-    """Play the scenarios with the scripted caller and write a report to --out."""
+    """Play the scenarios with the scripted caller (or a model: --caller openai) and write
+    a report to --out."""
+    from glm_gym.callers import CallerError
     from glm_gym.evaluation import EvalError, EvalOptions, select_scenarios
     from glm_gym.scenarios import ScenarioError, load_scenarios
 
     try:
+        caller = caller_from(option_values)
         scenarios = select_scenarios(load_scenarios(scenario_path), only)
         chosen = backend or ("glm" if api_key else "local")
         if chosen == "glm" and not api_key and not option_values["server_url"]:
@@ -153,24 +161,30 @@ def eval_command(
             server_url=option_values["server_url"],
             glm_url=option_values["glm_url"],
             max_sessions=option_values["max_sessions"],
+            caller=caller,
         )
         if ray_address is not None and options.server_url is not None:
             raise EvalError("--ray and --server do not combine: Ray actors run the envs")
+        if ray_address is not None and caller.kind != "scripted":
+            raise EvalError("--caller openai does not run on --ray yet: run it in process")
         ray_options = _ray_options(ray_address, actors, max_attempts)
-    except (ScenarioError, EvalError) as exc:
+    except (ScenarioError, EvalError, CallerError) as exc:
         raise click.UsageError(str(exc)) from exc
     progress = _import_progress()
     total = len(scenarios) * trials
     where = f"Ray ({ray_address})" if ray_address else options.server_url or "in process"
     click.echo(
         f"eval: {len(scenarios)} scenarios x {trials} trials on the {chosen} backend, "
-        f"{where}, {options.clock} clock",
+        f"{where}, {options.clock} clock, caller {caller.label}",
         err=True,
     )
     with progress(total) as on_record:
-        report = asyncio.run(
-            _run(scenarios, options, ray_options, concurrency, trials, on_record, api_key)
-        )
+        try:
+            report = asyncio.run(
+                _run(scenarios, options, ray_options, concurrency, trials, on_record, api_key)
+            )
+        except CallerError as exc:  # a refused key, an unknown model: no report to write
+            raise click.ClickException(str(exc)) from None
     paths = report.write(out_dir)
     for line in _summary(report):
         click.echo(line)

@@ -1,4 +1,7 @@
-"""The eval: every (scenario, trial) played by the scripted caller, judged, recorded.
+"""The eval: every (scenario, trial) played by the caller, judged, recorded.
+
+The caller is the scenario's script by default, or a model playing the brief
+(``EvalOptions.caller``, see ``glm_gym.callers``).
 
 Pieces, each usable alone (``glm_gym.ray_eval`` reuses all but ``run_eval``)::
 
@@ -31,12 +34,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from glm_gym.callers import CallerOptions
 from glm_gym.records import Clock, ScenarioRecord
 from glm_gym.report import Report
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
+    from glm_gym.callers import Caller
     from glm_gym.scenarios import Scenario
 
 __all__ = [
@@ -68,7 +73,8 @@ class EvalOptions:
     ``realtime`` applies to the embedded backend (virtual clock unless set); GLM always
     runs at wall-clock pace. ``server_url`` plays every conversation through a gym server
     over HTTP instead of in this process. ``glm_url`` is the cloud websocket (None: the
-    default); ``max_sessions`` caps concurrent GLM sessions per key.
+    default); ``max_sessions`` caps concurrent GLM sessions per key; ``caller`` says who
+    plays the caller (the script unless set).
     """
 
     backend: BackendName = "local"
@@ -78,6 +84,7 @@ class EvalOptions:
     server_url: str | None = None
     glm_url: str | None = None
     max_sessions: int = 5
+    caller: CallerOptions = field(default_factory=CallerOptions)
 
     def __post_init__(self) -> None:
         if self.backend not in ("local", "glm"):
@@ -161,6 +168,7 @@ class ItemRunner:
         self._worker = worker
         self._stack = AsyncExitStack()
         self._backend: Any = None
+        self._caller: Caller | None = None
 
     def describe(self, records: Sequence[ScenarioRecord] = ()) -> dict[str, Any]:
         """The backend's own description (name, clock, engine, caller voice; never a key).
@@ -175,7 +183,15 @@ class ItemRunner:
             k: reset[k] for k in keys if k in reset
         }
 
+    def caller_usage(self) -> dict[str, int] | None:
+        """What the caller model spent so far (None for the script)."""
+        return self._caller.usage() if self._caller is not None else None
+
     async def __aenter__(self) -> ItemRunner:
+        from glm_gym.callers import open_caller
+
+        # The caller first: a refused key or an unknown model fails before a backend starts.
+        self._caller = await self._stack.enter_async_context(open_caller(self._options.caller))
         if self._options.server_url is None:
             self._backend = await self._stack.enter_async_context(self._open_backend())
         return self
@@ -188,6 +204,7 @@ class ItemRunner:
     ) -> None:
         await self._stack.aclose()
         self._backend = None
+        self._caller = None
 
     def _open_backend(self) -> AbstractAsyncContextManager[Any]:
         from glm_gym.backends import GLM_URL, GlmBackend, LocalBackend
@@ -207,14 +224,19 @@ class ItemRunner:
         scenario = self._scenarios[self._index[item.scenario_id]]
         from glm_gym.episode import play_episode
 
+        if self._caller is None:
+            raise RuntimeError("ItemRunner is not open: use it as an async context manager")
+        seed = derive_seed(self._options.seed, item)
         started = time.perf_counter()
         async with self._gate():
             conversation, data_idx = self._conversation(scenario.id)
-            record = await play_episode(conversation, data_idx, scenario)
+            caller = self._caller.begin(scenario, seed)
+            record = await play_episode(conversation, data_idx, scenario, caller)
         return record.model_copy(
             update={
                 "trial": item.trial,
-                "seed": derive_seed(self._options.seed, item),
+                "seed": seed,
+                "caller": self._caller.label,
                 "worker": self._worker,
                 "clock": _clock(record, self._options.clock),
                 "wall_s": time.perf_counter() - started,
@@ -285,6 +307,7 @@ def build_report(
     full_meta: dict[str, Any] = {
         "backend": options.backend,
         "clock": options.clock,
+        **options.caller.describe(),
         "options": asdict(options),
         "python": platform.python_version(),
         "scenarios_per_min": 60 * len(records) / wall if wall else None,
@@ -318,9 +341,7 @@ async def run_eval(
         stop = stop or asyncio.Event()
 
         async def worker() -> None:
-            # The stop check as well as the cancel: a conversation that swallows its
-            # cancellation (asyncio.wait_for on 3.10/3.11 can) still ends the worker.
-            while items and not stop.is_set():
+            while items:  # on stop the worker is cancelled (VoiceEnv raises it at once)
                 collector.add(await runner.run(items.popleft()))
 
         workers = [
@@ -330,6 +351,8 @@ async def run_eval(
         complete = await _until_done_or_stopped(workers, stop)
         runner_kind = "server" if options.server_url else "in-process"
         meta = {"runner": runner_kind, **runner.describe(collector.records)}
+        if (usage := runner.caller_usage()) is not None:
+            meta["caller_usage"] = usage
     meta.update(
         concurrency=concurrency,
         setup_s=setup_s,

@@ -29,7 +29,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["RayOptions", "run_ray_eval"]
 
 NAMESPACE = "glm-realtime-eval"
+# Seconds a stop waits for cancelled conversations and stopping runners before killing them.
+STOP_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class _Dispatcher:
         # in an argument, a record or a log line; without one they read their own.
         self._runtime_env = {"env_vars": {"GLM_API_KEY": api_key}} if api_key else None
         self._runners: dict[str, _Runner] = {}
-        self._starting: dict[asyncio.Future[None], str] = {}
+        self._starting: dict[asyncio.Future[None], tuple[str, Any]] = {}
         self._started = 0
         self._replacements_left = actors * ray_options.max_attempts
         self.infos: list[dict[str, Any]] = []
@@ -132,7 +134,7 @@ class _Dispatcher:
             runtime_env=self._runtime_env,
         ).remote(self._scenarios, self._options, name, self._cap)
         task = asyncio.ensure_future(self._started_runner(name, handle))
-        self._starting[task] = name
+        self._starting[task] = (name, handle)
 
     async def _started_runner(self, name: str, handle: Any) -> None:
         try:
@@ -153,21 +155,19 @@ class _Dispatcher:
         inflight: dict[asyncio.Future[Any], tuple[_Ticket, str, Any]] = {}
         stopper = asyncio.ensure_future(stop.wait())
         try:
-            while pending or inflight:
+            while (pending or inflight) and not stop.is_set():
                 self._fill(pending, inflight)
                 if not inflight and not self._starting:
                     if not self.infos:
                         raise EvalError(f"no runner could start: {'; '.join(self.start_errors)}")
                     self._give_up(pending, "no runner is left to run it")
+                    pending.clear()
                     break
                 done, _ = await asyncio.wait(
                     [*inflight, *self._starting, stopper], return_when=asyncio.FIRST_COMPLETED
                 )
-                if stopper in done:
-                    for _, _, ref in inflight.values():
-                        ray.cancel(ref)
-                    await asyncio.gather(*inflight, *self._starting, return_exceptions=True)
-                    return False
+                if stop.is_set():
+                    break  # what finished meanwhile is kept by _stopped, nothing retried
                 for future in done:
                     if future in self._starting:
                         self._starting.pop(future)
@@ -176,10 +176,35 @@ class _Dispatcher:
                     else:
                         ticket, name, _ = inflight.pop(future)
                         await self._settle(future, ticket, name, pending)
+            if pending or inflight:
+                await self._stopped(inflight)
+                return False
             return True
         finally:
             stopper.cancel()
             await self._stop_all()
+
+    async def _stopped(self, inflight: dict[asyncio.Future[Any], tuple[_Ticket, str, Any]]) -> None:
+        """Cancel the calls in flight; keep the conversations that finished regardless.
+
+        A call can finish while the stop is being seen (or before its cancel lands): its
+        record goes into the partial report like any other. Nothing is retried now.
+        """
+        for future, (_, _, ref) in inflight.items():
+            if not future.done():
+                ray.cancel(ref)
+        for task, (_, handle) in self._starting.items():
+            if not task.done():  # a runner still starting has nothing to finish: no waiting
+                task.cancel()
+                ray.kill(handle)
+        await asyncio.gather(*self._starting, return_exceptions=True)
+        self._starting.clear()
+        # A conversation that swallows its cancel would hold the stop until it ends: what
+        # has not ended after the grace is dropped (its runner is killed right after).
+        await _settled(inflight, STOP_GRACE_S)
+        for future, (ticket, _, _) in inflight.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._keep(future.result(), ticket)
 
     def _fill(
         self,
@@ -219,6 +244,9 @@ class _Dispatcher:
         except RayError as exc:  # the runner lives, but this conversation raised in it
             self._give_up([ticket], _reason(exc))
             return
+        self._keep(result, ticket)
+
+    def _keep(self, result: dict[str, Any], ticket: _Ticket) -> None:
         record = ScenarioRecord.model_validate(result)
         self._collector.add(record.model_copy(update={"attempts": ticket.attempt}))
 
@@ -253,10 +281,19 @@ class _Dispatcher:
         await asyncio.gather(*self._starting, return_exceptions=True)
         runners = list(self._runners.values())
         self._runners.clear()
-        stops = [asyncio.wrap_future(r.handle.stop.remote().future()) for r in runners]
-        await asyncio.gather(*stops, return_exceptions=True)
+        await _settled([asyncio.wrap_future(r.handle.stop.remote().future()) for r in runners])
         for runner in runners:
             ray.kill(runner.handle)
+
+
+async def _settled(futures: Iterable[asyncio.Future[Any]], grace_s: float = STOP_GRACE_S) -> None:
+    """Wait for ``futures`` to end, ``grace_s`` at most; their outcomes are read later."""
+    waiting = set(futures)
+    if waiting:
+        await asyncio.wait(waiting, timeout=grace_s)
+    for future in waiting:  # retrieved, so an exception left unread is not logged
+        if future.done() and not future.cancelled():
+            future.exception()
 
 
 def _reason(exc: BaseException) -> str:

@@ -75,6 +75,9 @@ class ScenarioRecord(BaseModel):
     errors: list[str] = Field(default_factory=list)
     attempts: int = 1
     worker: str | None = None
+    caller: str = "scripted"
+    """Who played the caller: ``scripted`` or ``openai:<model>`` (figures of different
+    callers are not comparable)."""
     clock: Clock = "wall"
     wall_s: float = 0.0
     audio_s: float = 0.0

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from glm_gym.errors import AtCapacity, BadRequest, EnvBusy, EnvFailure, EnvNotReady, UnknownEnv
 from glm_gym.metrics import GymMetrics
+from realtime.compat import TIMEOUT_ERRORS, timeout
 
 if TYPE_CHECKING:
     from glm_gym.environment import StepResult, VoiceEnv
@@ -364,8 +365,9 @@ class EnvRegistry:
 async def _timed(call: Callable[[], Awaitable[StepResult]], guard_s: float | None) -> Outcome:
     start = time.perf_counter()
     try:
-        result = await asyncio.wait_for(call(), guard_s)
-    except asyncio.TimeoutError as exc:
+        async with timeout(guard_s):  # not wait_for: it can swallow a close's cancel
+            result = await call()
+    except TIMEOUT_ERRORS as exc:
         raise TimeoutError(
             f"no answer within {guard_s:g} s (twice the turn timeout + 30 s)"
         ) from exc

@@ -84,7 +84,7 @@ class Report:
             f"# glm-realtime eval{'' if self.complete else ' (partial: interrupted)'}",
             "",
             f"- backend: {meta.get('backend', '?')}, engine: {meta.get('engine', '?')}, "
-            f"runner: {meta.get('runner', 'local')}",
+            f"runner: {meta.get('runner', 'local')}, caller: {meta.get('caller', 'scripted')}",
             f"- {s['records']} conversations ({s['scenarios']} scenarios x up to "
             f"{self.trials} trials), {s['passed']} passed, "
             f"pass rate {fmt_percent(s['pass_rate'])}, mean reward {fmt_number(s['mean_reward'])}",
