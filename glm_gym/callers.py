@@ -1,9 +1,10 @@
 """Who plays the caller in an eval: the scenario's script, or a model given the brief.
 
 A :class:`Caller` is shared by a whole run; ``begin(scenario, seed)`` gives one
-conversation's :class:`CallerTurns`, whose ``next_action(observation)`` is the ReAct answer
-(``Thought: ...`` / ``Action: ...``) to what the environment last said, or None when the
-caller has nothing more to do. Both callers drive the same environment the same way::
+conversation's :class:`CallerTurns`, whose ``next_action(observation, info)`` is the ReAct
+answer (``Thought: ...`` / ``Action: ...``) to what the environment last said (its
+observation and ``info``), or None when the caller has nothing more to do. Both callers
+drive the same environment the same way::
 
     CallerOptions ──open_caller──> ScriptedCaller            the scenario's own lines
                                    ModelCaller(ChatClient)   an OpenAI-compatible model
@@ -115,7 +116,7 @@ class CallerOptions:
 class CallerTurns(Protocol):
     """One conversation's caller."""
 
-    async def next_action(self, observation: str) -> str | None: ...
+    async def next_action(self, observation: str, info: dict[str, Any]) -> str | None: ...
 
 
 class Caller(Protocol):
@@ -132,7 +133,7 @@ class _ScriptTurns:
     def __init__(self, actions: Iterator[str]) -> None:
         self._actions = actions
 
-    async def next_action(self, observation: str) -> str | None:
+    async def next_action(self, observation: str, info: dict[str, Any]) -> str | None:
         return next(self._actions, None)
 
 

@@ -115,7 +115,7 @@ async def play_episode(
         last = await conversation.reset(data_idx)
         turns.append(turn_record(0, "", last))
         while not last.done:
-            action = await caller.next_action(last.observation)
+            action = await caller.next_action(last.observation, last.info)
             if action is None:
                 break
             last = await conversation.step(action)

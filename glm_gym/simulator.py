@@ -8,6 +8,10 @@ model answers in the ReAct form every agent of the gym uses, so its answer goes 
 environment as it is, and an answer that is not a valid action gets the environment's
 instructive observation, as any agent's would.
 
+The simulator hears what a caller hears: the observation without the assistant's tool calls
+and their results (as tau2's user sees only the agent's messages), so it learns a tool's
+answer only if the assistant says it.
+
 Ending the call: ``Action: hang up``, or tau2's stop token ``###STOP###``. Words before the
 token are played first, then the caller hangs up; the token alone hangs up. A model that
 gives ``MAX_INVALID_IN_A_ROW`` invalid answers in a row is hung up for, the reason in the
@@ -16,12 +20,15 @@ action's Thought (the environment's turn limit counts only valid actions).
 
 from __future__ import annotations
 
+from typing import Any
+
 from glm_gym.actions import ACTION_HELP, InvalidAction, parse_action
 from glm_gym.callers import CallerTurns
 from glm_gym.chat_client import ChatClient
+from glm_gym.observations import turn_text
 from glm_gym.scenarios import Scenario
 
-__all__ = ["MAX_INVALID_IN_A_ROW", "STOP_TOKEN", "ModelCaller", "system_prompt"]
+__all__ = ["MAX_INVALID_IN_A_ROW", "STOP_TOKEN", "ModelCaller", "heard", "system_prompt"]
 
 STOP_TOKEN = "###STOP###"
 MAX_INVALID_IN_A_ROW = 3
@@ -60,6 +67,14 @@ def system_prompt(scenario: Scenario) -> str:
     return "\n".join(lines)
 
 
+def heard(observation: str, info: dict[str, Any]) -> str:
+    """The observation as the caller hears it: a turn's text without its tool calls."""
+    if not info.get("tool_calls"):
+        return observation  # the reset, an invalid action's answer, a turn with no tools
+    # the caller is asked only while the call goes on: never a done turn
+    return turn_text({**info, "tool_calls": []}, done=False)
+
+
 class _ModelTurns:
     """One conversation: the messages so far, and a hang-up owed after last words."""
 
@@ -70,10 +85,10 @@ class _ModelTurns:
         self._hang_up_next = False
         self._invalid = 0
 
-    async def next_action(self, observation: str) -> str | None:
+    async def next_action(self, observation: str, info: dict[str, Any]) -> str | None:
         if self._hang_up_next:
             return HANG_UP.format(why=f"the model said {STOP_TOKEN}")
-        self._messages.append({"role": "user", "content": observation})
+        self._messages.append({"role": "user", "content": heard(observation, info)})
         reply = await self._client.complete(self._messages, seed=self._seed)
         self._messages.append({"role": "assistant", "content": reply})
         return self._action(reply)

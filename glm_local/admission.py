@@ -29,6 +29,7 @@ from realtime import events as ev
 
 __all__ = [
     "SPEAKERS_PER_ASR_CORE",
+    "WHISPER_SPEAKERS_PER_CORE",
     "ServerMetrics",
     "default_asr_processes",
     "glm_http_refusal",
@@ -37,8 +38,12 @@ __all__ = [
 ]
 
 SPEAKERS_PER_ASR_CORE = 4
-"""Real-time speakers one core of recognition serves with voice-to-voice p95 under 1.5 s
-(``python -m benchmarks local_backend``; see BENCHMARKS.md)."""
+"""Real-time pocketsphinx speakers one core of recognition serves with voice-to-voice p95
+under 1.5 s (``python -m benchmarks local_backend``, 2 cores: p95 0.76 s at 8 speakers on
+2 workers, 1.46-1.49 s at 12 and 16; see BENCHMARKS.md)."""
+WHISPER_SPEAKERS_PER_CORE = 1
+"""The same for whisper, which transcribes each utterance as a whole when it ends
+(measured on 2 cores, in-process: p95 1.37 s at 2 speakers, 1.77 s at 4)."""
 
 
 def default_asr_processes(asr: str = "pocketsphinx") -> int:
@@ -55,10 +60,16 @@ def default_asr_processes(asr: str = "pocketsphinx") -> int:
     return min(cores, MAX_PROCESSES) if cores > 1 else 0
 
 
-def real_time_capacity(asr_processes: int) -> int:
-    """How many simultaneous real-time speakers this machine serves with ``asr_processes``
-    (0: in-process, which recognises on one core whatever the count of cores)."""
+def real_time_capacity(asr_processes: int, asr: str = "pocketsphinx") -> int:
+    """How many simultaneous real-time speakers this machine serves with recogniser
+    ``asr`` on ``asr_processes`` workers (0: in-process).
+
+    In-process pocketsphinx recognises on one core whatever the count of cores (it
+    holds the GIL); whisper's inference runs on every core without it, in-process or not.
+    """
     cores = os.cpu_count() or 1
+    if asr == "whisper":
+        return WHISPER_SPEAKERS_PER_CORE * cores
     return SPEAKERS_PER_ASR_CORE * (min(asr_processes, cores) if asr_processes else 1)
 
 

@@ -20,7 +20,11 @@ from typing import Literal, cast
 
 import click
 
-from glm_local.admission import SPEAKERS_PER_ASR_CORE, default_asr_processes
+from glm_local.admission import (
+    SPEAKERS_PER_ASR_CORE,
+    WHISPER_SPEAKERS_PER_CORE,
+    default_asr_processes,
+)
 from glm_local.cli_options import asr_processes_option
 from glm_local.engine import DeterministicEngine, OpenAIChatEngine, ReplyEngine
 from glm_local.server import DEFAULT_IDLE_TIMEOUT_S, LocalRealtimeServer
@@ -104,7 +108,8 @@ def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> R
     type=click.IntRange(min=1),
     help="Serve at most N sessions at once; more get GLM's concurrency error (1302) and "
     f"close 1013. Default: what this machine serves at real time ({SPEAKERS_PER_ASR_CORE} "
-    "per core of recognition); no limit with --pace 0.",
+    f"per core of recognition for pocketsphinx, {WHISPER_SPEAKERS_PER_CORE} for whisper); "
+    "no limit with --pace 0.",
 )
 @click.option(
     "--idle-timeout",

@@ -174,7 +174,7 @@ class LocalRealtimeServer(StartClose):
         self.read_ahead_bytes = read_ahead_bytes
         self.max_connections = max_connections
         self.connections_refused = 0
-        self.capacity = real_time_capacity(asr_processes)
+        self.capacity = real_time_capacity(asr_processes, self.asr)
         """Simultaneous real-time speakers this machine serves with this ASR layout."""
         if max_sessions is None and pace > 0:  # real time: serve no one late
             max_sessions = self.capacity

@@ -16,6 +16,7 @@ from realtime.session import SessionConfig, TurnDetection
 try:
     from glm_local.admission import (
         SPEAKERS_PER_ASR_CORE,
+        WHISPER_SPEAKERS_PER_CORE,
         default_asr_processes,
         real_time_capacity,
     )
@@ -73,6 +74,15 @@ def test_admission_defaults_to_the_measured_capacity_at_real_time_and_is_off_at_
     assert default_asr_processes() == (min(cores, 64) if cores > 1 else 0)
 
 
+def test_whisper_capacity_is_its_own_measured_figure_on_every_core() -> None:
+    cores = os.cpu_count() or 1
+    assert real_time_capacity(0, "whisper") == WHISPER_SPEAKERS_PER_CORE * cores
+    assert real_time_capacity(2, "whisper") == WHISPER_SPEAKERS_PER_CORE * cores
+    server = LocalRealtimeServer(port=0, asr="whisper", asr_processes=0)
+    assert server.max_sessions == server.capacity == WHISPER_SPEAKERS_PER_CORE * cores
+    assert default_asr_processes("whisper") == 0  # its inference needs no GIL
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True])
 def test_bad_max_sessions_is_refused_naming_it(bad: object) -> None:
     with pytest.raises(ConfigError, match="max_sessions must be an int >= 1 or None"):
@@ -82,24 +92,23 @@ def test_bad_max_sessions_is_refused_naming_it(bad: object) -> None:
 async def test_a_session_far_behind_its_audio_is_logged_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """12 s of speech arrive in one append (as the vendor's SDK sends a file): the client's
-    clock says it all ended on arrival, and recognising it takes seconds, so the session is
-    reported behind, once."""
-    speech = (goforward() + silence(200)) * 4
-    audio = wav_file(speech)
+    """After a first turn (the recogniser calibrates on it, decoding it once when it ends),
+    24 s of speech arrive in one append (as the vendor's SDK sends a file): the client's
+    clock says it all ended on arrival, and recognising it as it streams in takes seconds,
+    so the session is reported behind, once."""
+    import base64
+
     async with LocalRealtimeServer(port=0, token=TOKEN, pace=0) as server:
         client = await admitted(server)
         update = SessionConfig(turn_detection=TurnDetection(type="client_vad"))
         await client.conn.send(ev.SessionUpdate(session=update))
         await client.until_type("session.updated", TIMEOUT)
-        with caplog.at_level(logging.WARNING, logger="glm_local.server"):
-            import base64
-
-            await client.conn.send(
-                ev.InputAudioBufferAppend(audio=base64.b64encode(audio).decode())
-            )
-            await client.conn.send(ev.InputAudioBufferCommit())
-            await client.until_type("input_audio_buffer.committed", TIMEOUT)
+        for speech in (goforward(), (goforward() + silence(200)) * 8):
+            with caplog.at_level(logging.WARNING, logger="glm_local.server"):
+                audio = base64.b64encode(wav_file(speech)).decode()
+                await client.conn.send(ev.InputAudioBufferAppend(audio=audio))
+                await client.conn.send(ev.InputAudioBufferCommit())
+                await client.until_type("input_audio_buffer.committed", TIMEOUT)
         metrics = server.metrics()
         (session,) = server.sessions
         await client.conn.close()

@@ -54,6 +54,8 @@ STOP = f"Thought: I have heard enough.\n{STOP_TOKEN}"
 
 
 OVERLOADED_GOAL = "Ask for the capital of France."
+WEATHER_GOAL = "Find out the weather in Paris."
+WEATHER_LINE = "Thought: I ask about the weather.\nAction: say What is the weather in Paris?"
 
 
 def slice_user(messages: list[dict[str, str]]) -> str | int:
@@ -64,6 +66,8 @@ def slice_user(messages: list[dict[str, str]]) -> str | int:
         return [NOT_AN_ACTION, HELLO_LINE, STOP][min(len(heard), 3) - 1]
     if goal(messages) == DAYS_GOAL:
         return DAYS_LINE if len(heard) == 1 else STOP
+    if goal(messages) == WEATHER_GOAL:
+        return WEATHER_LINE if len(heard) == 1 else STOP
     if goal(messages) == OVERLOADED_GOAL:
         return 503  # whatever the conversation: the endpoint is overloaded
     return "Thought: my brief is not one I know.\nAction: hang up"
@@ -156,9 +160,10 @@ async def test_model_caller_plays_the_brief_and_hangs_up_on_the_stop_token(
     options = CallerOptions(kind="openai", model=MODEL, url=url)
     async with open_caller(options, api_key=KEY) as caller:
         turns = caller.begin(scenario, seed=11)
-        assert await turns.next_action("The assistant is listening.") == DAYS_LINE
-        assert await turns.next_action('The assistant said: "Seven."') == "Action: say Bye."
-        hang_up = await turns.next_action('The assistant said: "Goodbye."')
+        assert await turns.next_action("The assistant is listening.", {}) == DAYS_LINE
+        said = await turns.next_action('The assistant said: "Seven."', {"assistant": "Seven."})
+        assert said == "Action: say Bye."
+        hang_up = await turns.next_action('The assistant said: "Goodbye."', {})
     assert hang_up is not None and hang_up.endswith("Action: hang up")
     first, second = fake.conversations()
     assert DAYS_GOAL in first[0]["content"] and STOP_TOKEN in first[0]["content"]
@@ -177,7 +182,7 @@ async def test_model_caller_hangs_up_after_invalid_answers_in_a_row(
     scenario = load_scenarios()[0]
     async with open_caller(CallerOptions(kind="openai", model=MODEL, url=url), api_key=KEY) as c:
         turns = c.begin(scenario, seed=0)
-        answers = [await turns.next_action("Unknown action.") for _ in range(4)]
+        answers = [await turns.next_action("Unknown action.", {}) for _ in range(4)]
     assert answers[:3] == [NOT_AN_ACTION] * 3  # the environment tells it how to answer
     assert answers[3] is not None and "4 invalid actions in a row" in answers[3]
     assert answers[3].endswith("Action: hang up")
@@ -244,7 +249,25 @@ async def test_cli_names_an_endpoint_it_cannot_reach(tmp_path: Path) -> None:
 
 # The whole eval of a small slice, the model playing the caller on the embedded backend.
 
-SLICE = ("small-talk-thanks-goodbye", "question-days-in-week", "question-capital-france")
+SLICE = (
+    "small-talk-thanks-goodbye",
+    "question-days-in-week",
+    "question-capital-france",
+    "weather-heard-not-seen",
+)
+
+
+def slice_file(directory: Path) -> Path:
+    """The bundled scenarios of the slice, and the weather one with its fact due only in
+    reply to the second turn, so the call goes on after the tool call."""
+    bundled = {s.id: s for s in load_scenarios()}
+    weather = bundled["one-tool-weather-paris"].model_dump(mode="json")
+    weather["id"] = "weather-heard-not-seen"
+    weather["success"]["say"] = [{"text": "sunny", "from_turn": 2}]
+    lines = [bundled[i].model_dump(mode="json") for i in SLICE if i in bundled] + [weather]
+    path = directory / "slice.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +278,7 @@ def model_eval(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     with chat_server(fake) as url:
         env = {**os.environ, **{k: v for k, v in ENV.items() if v}, "OPENAI_BASE_URL": url}
         env.pop("GLM_API_KEY", None)
-        args = ["--only", ",".join(SLICE), "--caller", "openai", "--caller-model", MODEL,
+        args = ["--scenarios", str(slice_file(out)), "--caller", "openai", "--caller-model", MODEL,
                 "--caller-retries", "1"]  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-c", "from glm_realtime.cli import main; main()", "eval", *args,
@@ -330,3 +353,51 @@ def test_model_heard_the_brief_and_the_assistants_words(model_eval: dict[str, An
     assert said and f'The assistant said: "{said}"' in users(hello)[2]
     days = [m for m in conversations if goal(m) == DAYS_GOAL]
     assert days and all(DAYS_GOAL in m[0]["content"] for m in days)
+
+
+@pytest.mark.speech
+def test_model_hears_the_assistants_words_but_not_its_tool_calls(
+    model_eval: dict[str, Any],
+) -> None:
+    """A caller does not see the tools: the environment's observation lists them, the
+    model's message has only what the assistant said."""
+    weather = {r["scenario_id"]: r for r in model_eval["report"]["records"]}[
+        "weather-heard-not-seen"
+    ]
+    turn = weather["turns"][1]
+    assert turn["action"] == WEATHER_LINE and turn["tool_calls"] and not turn["done"]
+    assert "It called tools:" in turn["observation"]
+    (messages,) = [m for m in model_eval["fake"].conversations() if goal(m) == WEATHER_GOAL][1:]
+    said = f'The assistant said: "{turn["assistant_text"]}"'
+    assert users(messages)[-1] == said
+    assert all("It called tools" not in text for text in users(messages))
+
+
+@pytest.mark.speech
+def test_model_caller_plays_through_a_gym_server_over_http(tmp_path: Path) -> None:
+    """``--server`` and ``--caller openai`` together: the model's actions go to a gym
+    server's env over HTTP, and what that env answers comes back to the model."""
+    pytest.importorskip("pocketsphinx")
+    from glm_gym.server import GymSettings, create_app
+    from tests.gym_utils import serving
+
+    fake = FakeChat(policy=slice_user)
+    with chat_server(fake) as chat_url, serving(create_app(GymSettings())) as gym_url:
+        env = {**os.environ, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": chat_url}
+        env.pop("GLM_API_KEY", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", "from glm_realtime.cli import main; main()", "eval",
+             "--server", gym_url, "--only", "small-talk-thanks-goodbye", "--caller", "openai",
+             "--caller-model", MODEL, "--out", str(tmp_path)],
+            capture_output=True, text=True, env=env, timeout=600, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["meta"]["runner"], report["meta"]["caller"]) == ("server", f"openai:{MODEL}")
+    (record,) = report["records"]
+    actions = [t["action"] for t in record["turns"]]
+    assert actions[:3] == ["", NOT_AN_ACTION, HELLO_LINE] and len(actions) == 4
+    assert "hung_up" in record["turns"][3]["flags"] and not record["errors"]
+    messages = max(fake.conversations(), key=len)
+    assert users(messages)[1] == record["turns"][1]["observation"]  # the server's answer
+    assert "Unknown action 'Hello!'" in users(messages)[1]

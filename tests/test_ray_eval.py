@@ -1,8 +1,9 @@
 """``--ray``: the eval on a local Ray of 2 CPUs started here, real runners, real backends.
 
 The same plan and the same judgements as the in-process eval, a runner killed mid-run
-loses nothing and counts nothing twice, and the GLM session cap holds across runners (a
-real server counts the sessions).
+loses nothing and counts nothing twice (a conversation whose runner died on every attempt
+is an error record), and the GLM session cap holds across runners (a real server counts
+the sessions), a dead runner's permits going to the others.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ray = pytest.importorskip("ray")
 from glm_gym.ray_eval import RayOptions, run_ray_eval  # noqa: E402  (after the loopback setting)
 from glm_gym.scenarios import load_scenarios  # noqa: E402
 from glm_local.server import LocalRealtimeServer  # noqa: E402
+from realtime.compat import timeout  # noqa: E402
 
 SLICE = ("small-talk-hello", "one-tool-weather-paris", "question-days-in-week")
 TRIALS = 2
@@ -121,6 +123,48 @@ async def test_a_runner_killed_mid_run_has_its_conversations_retried_and_counted
     assert report.summary["retried"] == len(retried)
 
 
+async def test_a_conversation_whose_runner_died_on_every_attempt_is_an_error_record(
+    local_ray: Any, scenarios: list[Any]
+) -> None:
+    """Attempts exhausted: the conversation is reported as failed with the reason, not lost."""
+    held: dict[str, set[tuple[str, int]]] = {}  # dispatched to a runner, not yet finished
+    pids: dict[str, int] = {}
+    killed: list[str] = []
+
+    def on_dispatch(item: WorkItem, runner: dict[str, Any]) -> None:
+        pids[runner["name"]] = runner["pid"]
+        held.setdefault(runner["name"], set()).add((item.scenario_id, item.trial))
+
+    def on_record(record: Any) -> None:
+        if record.worker is None:  # a conversation given up
+            return
+        held[record.worker].discard(record.key)
+        if not killed:  # its other slot is still playing a conversation: kill it
+            killed.append(record.worker)
+            os.kill(pids[record.worker], signal.SIGKILL)
+
+    report = await run_ray_eval(
+        scenarios,
+        EvalOptions(seed=SEED),
+        RayOptions(actors=1, max_attempts=1),
+        concurrency=2,
+        trials=TRIALS,
+        on_record=on_record,
+        on_dispatch=on_dispatch,
+    )
+    lost = held[killed[0]]  # what the dead runner had and never finished
+    assert lost and report.meta["ray"]["runner_deaths"] == 1
+    keys = [r.key for r in report.records]
+    assert len(set(keys)) == len(keys) == len(scenarios) * TRIALS  # each pair once
+    failed = {r.key: r for r in report.records if r.errors}
+    assert set(failed) == lost, {k: r.errors for k, r in failed.items()}
+    for record in failed.values():
+        assert record.errors == ["not run: its runner died on each of 1 attempts"]
+        assert record.attempts == 1 and not record.passed and record.worker is None
+    assert report.meta["complete"] is True
+    assert report.summary["errors"]["records_with_errors"] == len(lost)
+
+
 class CountingServer(LocalRealtimeServer):
     """The embedded backend standing in for GLM, counting its concurrent sessions."""
 
@@ -149,3 +193,44 @@ async def test_the_glm_session_cap_holds_across_runners(local_ray: Any) -> None:
     assert [r.errors for r in report.records] == [[]] * 4
     assert report.meta["clock"] == "wall"
     assert token not in report.to_json()
+
+
+class KillingServer(CountingServer):
+    """Kills the process of the runner whose conversation opens the first session."""
+
+    runner_pid: int | None = None
+
+    async def _handle(self, ws: Any) -> None:
+        if self.sessions_served == 0 and self.runner_pid is not None:
+            os.kill(self.runner_pid, signal.SIGKILL)  # it holds a permit of the cap now
+        await super()._handle(ws)
+
+
+async def test_a_dead_runners_glm_permits_go_to_the_others(local_ray: Any) -> None:
+    """With a cap of 1 the killed runner held the only permit: its replacement gets it
+    (the run would wait for it for ever otherwise)."""
+    short = select_scenarios(load_scenarios(), ["small-talk-hello"])
+    token = "cap-test.secret"
+    async with KillingServer("127.0.0.1", 0, token) as server:
+
+        def on_dispatch(_item: WorkItem, runner: dict[str, Any]) -> None:
+            if runner["name"] == "runner-0":
+                server.runner_pid = runner["pid"]
+
+        options = EvalOptions(backend="glm", glm_url=server.url, max_sessions=1, seed=SEED)
+        async with timeout(120):  # without the fix: waits for the permit for ever
+            report = await run_ray_eval(
+                short,
+                options,
+                RayOptions(actors=1),
+                concurrency=2,
+                trials=2,
+                api_key=token,
+                on_dispatch=on_dispatch,
+            )
+    assert report.meta["ray"]["runner_deaths"] == 1
+    assert [r.errors for r in report.records] == [[], []]
+    assert {r.attempts for r in report.records} == {2}  # both were held by the dead runner
+    assert {r.worker for r in report.records} == {"runner-1"}
+    assert report.meta["ray"]["session_cap"]["max_in_use"] == 1
+    assert server.sessions_served == 3  # the killed one, then the two played to the end

@@ -24,22 +24,29 @@ pocketsphinx 5.1.1) and shaped the design:
   utterances of a stream decode badly (cards WER 48 % instead of 5 %). Until
   ``calibration_ms`` of speech has been seen, each utterance is decoded with a mean
   measured on that utterance. Measuring is a features-only pass of a small second
-  decoder (no LM; ~3 MB, ~3 ms per second of audio). Decoding with the mean of the
-  *whole* utterance (as before) meant decoding it all in :meth:`finish`: 0.25-0.3x its
-  length (0.32 s for 1.1 s of speech, 0.45-1.1 s for a session's first reply). Now
-  the utterance is decoded while it is spoken: after 1 s of audio with the mean of
-  that second, then at check points (every 250 ms, later every quarter of what was
-  heard) the mean so far is measured again and, if it moved by more than
-  ``_CMN_TOLERANCE``, decoding restarts from the utterance's start with it.
-  :meth:`finish` measures the whole utterance once more and only decodes it again
-  (the old slow path) if that is still too far. Measured on the fixtures (cards,
-  goforward, input_2 with VAD padding; LibriVox), each clip as a stream's first
-  utterance: the same WER as the whole-utterance mean (6.2 % and 26.8 %), finish
-  17-80 ms; one clip of 24 runs took the slow path (0.9 s). The cost is CPU during
-  the first utterance: 0.4-0.65 s per second of audio instead of ~0.2 (restarts decode
-  the start again; the mean of the first second is often 10-30 apart from the final
-  one, a quarter later 3-10). Mean distances (Euclidean, 13 cepstra) and their effect
-  are noted at ``_CMN_TOLERANCE``. No partials while calibrating.
+  decoder (no LM; ~3 MB, ~3 ms per second of audio). Two ways to use it:
+
+  - **Once, in** :meth:`finish` (the default): the utterance is buffered while it is
+    spoken, its whole mean measured at the end and the whole utterance decoded once
+    with it: ~0.09 s of CPU per second of audio, ``finish`` 0.26 s median, 0.65 s max
+    on the fixtures (about 0.1x the utterance).
+  - **While it is spoken** (``decode_while_calibrating=True``): after 1 s of audio with
+    the mean of that second, then at check points (every 250 ms, later every quarter of
+    what was heard) the mean so far is measured again and, if it moved by more than
+    ``_CMN_TOLERANCE``, decoding restarts from the utterance's start; :meth:`finish`
+    measures once more and decodes again only if still too far. ``finish`` 20 ms
+    median, but 0.32 s of CPU per second of audio: restarts decode the start again
+    (the mean of the first second is often 10-30 apart from the final one).
+
+  The same WER both ways (commands, LibriVox, piper: 25.2 % over 21 utterances, each a
+  stream's first). The default is the cheap one because recognition CPU bounds how
+  many speakers the embedded backend serves at real time: every new session starts
+  calibrating, so with 8 sessions starting together, decoding while speaking needed
+  3.5x the CPU exactly when every speaker's first turn competes for it. Mean distances
+  (Euclidean, 13 cepstra) and their effect are noted at ``_CMN_TOLERANCE``. No
+  partials while calibrating.
+* ``maxhmmpf`` is 3000 (default 30000): about 40 % less CPU, the same WER but on espeak
+  (see ``_MAX_HMMS_PER_FRAME``).
 * ``fwdflat`` (the second search pass) is off: it raised ``end_utt`` from ~30 ms to
   0.15-0.37 s without lowering WER here (LibriVox 28-34 % with it, 27-28 % without).
 """
@@ -74,10 +81,17 @@ _FIRST_DECODE_MS = 1000
 _CHECK_MS = 250
 _CHECK_GROWTH = 0.25
 _CHECK_BYTES = _CHECK_MS * _RATE // 1000 * 2
+_NEVER = 1 << 62
 # Euclidean distance between two 13-dim cepstral means: decoding with a mean this
 # far from the utterance's own changed no word on the fixtures (8 in a random
 # direction neither; 8 towards the utterance's first 40 % cost 4 of 71 LibriVox words).
 _CMN_TOLERANCE = 6.0
+# Active HMMs kept per frame (pocketsphinx's default: 30000). Measured on the commands,
+# LibriVox, piper and espeak sets (32 utterances): 3000 cut decoding CPU by 45 % for a
+# stream's first (calibrating) utterance and 38 % after it (0.61 -> 0.33 and 0.18 -> 0.11
+# s per s of audio), with the same WER on commands, LibriVox and piper, espeak 2-5 points
+# worse; 5000 and 8000 saved less, beams narrowed to 1e-40 cost 10-20 WER points.
+_MAX_HMMS_PER_FRAME = 3000
 
 _live_lock = threading.Lock()
 _live = 0  # recognisers of this process holding decoders (made, not yet closed)
@@ -204,6 +218,7 @@ class PocketSphinxModel:
             dict=self.decoder_dictionary,
             lm=None,
             fwdflat=False,
+            maxhmmpf=_MAX_HMMS_PER_FRAME,
             samprate=_RATE,
             loglevel="ERROR",
         )
@@ -249,6 +264,7 @@ class PocketSphinxRecognizer:
         calibration_ms: int = 2000,
         partial_interval_ms: int | None = 200,
         max_call_ms: int = 100,
+        decode_while_calibrating: bool = False,
     ) -> None:
         """Create the decoders.
 
@@ -261,6 +277,11 @@ class PocketSphinxRecognizer:
                 disables partials.
             max_call_ms: Longest audio passed to pocketsphinx in one call (it holds
                 the GIL throughout).
+            decode_while_calibrating: Decode a calibrating utterance while it is
+                spoken, restarting when its mean moves (``finish`` ~20 ms, 0.3-0.6 s of
+                CPU per s of audio); by default it is decoded once in ``finish``
+                (~0.1 s of CPU per s of audio, ``finish`` about 0.1x its length): the
+                server's capacity is bound by recognition CPU (see the module docstring).
 
         Raises:
             ValueError: If a setting is out of range.
@@ -277,6 +298,7 @@ class PocketSphinxRecognizer:
         self._meter: Any = self._model.new_meter() if calibration_ms else None
         _count_live(+1)
         self._calibration_samples = calibration_ms * _RATE // 1000
+        self._decode_while_calibrating = decode_while_calibrating
         self._partial_samples = (
             None if partial_interval_ms is None else partial_interval_ms * _RATE // 1000
         )
@@ -325,6 +347,8 @@ class PocketSphinxRecognizer:
             with self._model.lock:
                 self._decoder.start_utt()
             self._decoding = True
+        elif not self._decode_while_calibrating:
+            self._next_check = _NEVER  # buffered; finish() measures and decodes it once
         elif self._calibrated_samples:
             # A later calibrating utterance starts from the mean the earlier ones left
             # (live CMN has blended them); the checks replace it if this one differs.
