@@ -35,7 +35,6 @@ import hmac
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -61,6 +60,7 @@ from glm_local.speech.recognizers import (
 from glm_local.threads import BlockingWork
 from realtime.auth import verify_jwt
 from realtime.errors import ConfigError
+from realtime.lifecycle import StartClose
 from realtime.logs import wire_logger
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ logger = logging.getLogger(__name__)
 _wire_logger = wire_logger("glm_local.websockets")
 
 
-class LocalRealtimeServer:
+class LocalRealtimeServer(StartClose):
     """A GLM-Realtime server on offline speech parts; an async context manager.
 
     Args:
@@ -327,18 +327,6 @@ class LocalRealtimeServer:
             await self.start()
         assert self._server is not None
         await self._server.serve_forever()
-
-    async def __aenter__(self) -> LocalRealtimeServer:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # ------------------------------------------------------------------ handshake
 
