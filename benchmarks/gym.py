@@ -81,7 +81,8 @@ def _usage(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-def _start_server(max_envs: int, asr_processes: int) -> tuple[subprocess.Popen[str], str]:
+def _start_server(max_envs: int, asr_processes: int | None) -> tuple[subprocess.Popen[str], str]:
+    asr = [] if asr_processes is None else ["--asr-processes", str(asr_processes)]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -94,8 +95,7 @@ def _start_server(max_envs: int, asr_processes: int) -> tuple[subprocess.Popen[s
             str(max_envs),
             "--ttl",
             "0",
-            "--asr-processes",
-            str(asr_processes),
+            *asr,
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -106,6 +106,21 @@ def _start_server(max_envs: int, asr_processes: int) -> tuple[subprocess.Popen[s
         proc.kill()
         raise SystemExit(f"the gym server did not start: {banner!r}")
     return proc, banner.rsplit(" ", 1)[1].strip()
+
+
+def _settle(pid: int, limit_s: float = 300.0) -> float:
+    """Wait until the server's tree is idle (under 5 % of a core over a second): with ASR
+    workers a reset answers before its session's recogniser is made there. Returns the
+    seconds waited."""
+    start = time.perf_counter()
+    cpu, _ = _usage(pid)
+    while time.perf_counter() - start < limit_s:
+        time.sleep(1.0)  # a measurement window, not a synchronisation
+        now, _ = _usage(pid)
+        if now - cpu < 0.05:
+            break
+        cpu = now
+    return time.perf_counter() - start
 
 
 def _timed_step(client: GlmVoiceEnvClient, action: str) -> tuple[float, float]:
@@ -126,7 +141,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="requests at once")
     parser.add_argument("--idle-s", type=float, default=5.0, help="idle CPU window")
     parser.add_argument("--probes", type=int, default=200, help="instant steps, one at a time")
-    parser.add_argument("--asr-processes", type=int, default=0, help="the server's ASR workers")
+    parser.add_argument(
+        "--asr-processes", type=int, default=None, help="the server's ASR workers (default: its)"
+    )
     args = parser.parse_args(argv)
     if args.envs < 1 or args.concurrency < 1 or args.probes < 1:
         parser.error("--envs, --concurrency and --probes must be at least 1")
@@ -145,6 +162,7 @@ def main(argv: list[str]) -> int:
             clients.extend(more)
             list(pool.map(lambda c: c.reset(0), clients[1:]))
             started_s = time.perf_counter() - start
+            settled_s = _settle(proc.pid) + started_s
             cpu1, rss1 = _usage(proc.pid)
             time.sleep(args.idle_s)  # the measurement window itself, not a synchronisation
             cpu2, _ = _usage(proc.pid)
@@ -167,19 +185,22 @@ def main(argv: list[str]) -> int:
     turn_s = [env for _, env in steps]
     load = os.getloadavg()
     print(
-        f"gym server, embedded backend, virtual clock, {args.asr_processes} ASR workers; "
+        f"gym server, embedded backend, virtual clock, "
+        f"{'the default' if args.asr_processes is None else args.asr_processes} ASR workers; "
         f"load average {load[0]:.1f} "
         f"{load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores"
     )
     print(
         f"  live envs held                {answered} of {args.envs} "
-        f"(created and started in {started_s:.1f} s, {args.concurrency} at a time; "
-        f"server reported {health['live_envs']} live)"
+        f"(created and started in {started_s:.1f} s, {args.concurrency} at a time, the "
+        f"server idle after {settled_s:.1f} s; server reported {health['live_envs']} live)"
     )
     per_env = (rss1 - rss0) / max(1, args.envs - 1)
+    per_env_stepped = (rss3 - rss0) / max(1, args.envs - 1)
     print(
-        f"  memory per live env           {per_env:.2f} MiB "
-        f"(tree RSS {rss0:.0f} MiB with one env, {rss1:.0f} with all; {rss3:.0f} after a step each)"
+        f"  memory per live env           {per_env:.2f} MiB started, {per_env_stepped:.2f} MiB "
+        f"after a step each (tree RSS {rss0:.0f} MiB with one env, {rss1:.0f} with all "
+        f"started; {rss3:.0f} after a step each)"
     )
     print(
         f"  idle CPU per live env         {(cpu2 - cpu1) / args.idle_s / args.envs * 1000:.2f} "

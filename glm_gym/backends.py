@@ -19,19 +19,18 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from glm_gym.caller import CallerVoice
 from realtime.errors import ConfigError
+from realtime.lifecycle import StartClose
 
 __all__ = ["Backend", "GlmBackend", "LocalBackend"]
 
-_B = TypeVar("_B", bound="Backend")
 GLM_URL = "wss://open.bigmodel.cn/api/paas/v4/realtime"
 
 
-class Backend:
+class Backend(StartClose):
     """Base of the backends; see the module docstring."""
 
     name: str = "base"
@@ -82,18 +81,6 @@ class Backend:
 
     async def close(self) -> None:
         """Stop it; idempotent."""
-
-    async def __aenter__(self: _B) -> _B:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class LocalBackend(Backend):

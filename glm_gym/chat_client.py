@@ -17,12 +17,12 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from glm_gym.callers import CallerConfigError, CallerUnavailable
+from realtime.lifecycle import StartClose
 
 __all__ = ["ChatClient", "Usage"]
 
@@ -68,7 +68,7 @@ def _retry_after_s(response: httpx.Response) -> float | None:
         return None  # an HTTP date: use the backoff
 
 
-class ChatClient:
+class ChatClient(StartClose):
     """One connection pool to ``base_url``, shared by every conversation of a run.
 
     An async context manager; ``complete`` is safe to call concurrently. ``retries`` is
@@ -98,21 +98,17 @@ class ChatClient:
     def endpoint(self) -> str:
         return f"{self.base_url}/chat/completions"
 
-    async def __aenter__(self) -> ChatClient:
+    async def start(self) -> None:
+        """Open the connection pool (``async with`` calls it)."""
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         self._http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(self._timeout_s, connect=min(10.0, self._timeout_s)),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         )
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Close the pool; idempotent."""
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()

@@ -165,6 +165,8 @@ def said_by_turn(collector: Collector, line_turns: Sequence[int]) -> dict[int, s
     """
     events: list[tuple[int, UserText | Reply]] = [(u.seq, u) for u in collector.user_texts]
     events += [(r.seq, r) for r in collector.replies]
+    if collector.current is not None:  # the words so far of a reply still speaking
+        events.append((collector.current.seq, collector.current))
     said: dict[int, list[str]] = {}
     heard, turn = 0, 0
     for _, event in sorted(events, key=lambda e: e[0]):

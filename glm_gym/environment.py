@@ -8,6 +8,13 @@ and settled, tool round trips included) or at the turn timeout (not done; ``info
 so). ``done`` on success, hang-up or the scenario's turn limit. The reward is the
 product of the scenario's criteria (:mod:`glm_gym.criteria`), recomputed every step.
 
+When the next action starts. The agent acts at the reply's first audio, so that a
+``barge in`` lands N ms into it. On the virtual clock time stops there until the whole
+turn is over (the agent reads every word). The wall clock cannot stop: there a step
+returns at the first audio of its answer (``info["speaking"]``, words so far) and the
+reply plays on; a barge-in cuts it, a line or a silence first lets it finish (its words
+in ``info["previous_reply"]``). See :mod:`glm_gym.turns`.
+
 States::
 
     NEW --reset--> LIVE --step (hang up / success / turn limit)--> OVER
@@ -35,12 +42,13 @@ from typing import Any
 
 from glm_gym.actions import BargeIn, HangUp, InvalidAction, Say, Wait, parse_action
 from glm_gym.backends import Backend
-from glm_gym.caller import FRAME_MS, Utterance
-from glm_gym.collector import Reply
+from glm_gym.caller import FRAME_MS
+from glm_gym.collector import Collector, Reply
 from glm_gym.conversation import VAD_SILENCE_MS, Call, call_length_ms, said_by_turn
 from glm_gym.criteria import judge
 from glm_gym.observations import brief_text, turn_text
 from glm_gym.scenarios import Scenario
+from glm_gym.turns import Turn, still_speaking
 from realtime.compat import TIMEOUT_ERRORS, timeout
 
 __all__ = ["StepResult", "VoiceEnv"]
@@ -49,12 +57,6 @@ TAIL_MS = VAD_SILENCE_MS + FRAME_MS
 """Silence after a line that goes out with it (the server VAD needs it to end the turn)."""
 WAIT_GRACE_MS = 500.0
 """After a ``wait``, how long the assistant has to start speaking."""
-
-
-@dataclass
-class _Turn:
-    since_seq: int
-    utterance: Utterance | None = None
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,11 @@ class VoiceEnv:
         async def greeted() -> None:
             await collector.wait_for(ready)
             if scenario.greeting and not collector.fatal:
-                await self._listen(call, 0, None)
+                await self._listen(call, Turn(0))
 
         timed_out = not await self._wait(greeted())
         caller.listen(False)
-        greeting = collector.replies[0] if collector.replies else None
+        greeting = collector.replies[0] if collector.replies else collector.current
         greeting_text = greeting.text if greeting else ""
         latencies: dict[str, Any] = {"clock": self.clock}
         if greeting is not None and greeting.first_audio_ms is not None:
@@ -159,9 +161,10 @@ class VoiceEnv:
             "timed_out": timed_out,
             "errors": list(collector.errors),
             "clock_ms": call_length_ms(call),
+            "speaking": still_speaking(collector),
             **self.backend.describe(),
         }
-        observation = brief_text(scenario, greeting_text)
+        observation = brief_text(scenario, greeting_text, speaking=info["speaking"])
         self._last = StepResult(observation, 0.0, collector.fatal, info)
         self._over = collector.fatal
         return self._last
@@ -183,9 +186,14 @@ class VoiceEnv:
             self._turn += 1
             try:
                 if isinstance(parsed, HangUp):
+                    turn = Turn(call.collector.last_seq)
+                    await self._wait(self._let_finish(call, turn))  # a polite goodbye
                     await call.caller.hang_up()
                     self._over = True
-                    self._last = self._result(call, {"action": "hang_up"}, hung_up=True)
+                    extra = {"action": "hang_up"}
+                    if turn.previous_reply:
+                        extra["previous_reply"] = turn.previous_reply
+                    self._last = self._result(call, extra, hung_up=True)
                     return self._last
                 self._last = await self._play(call, parsed)
                 return self._last
@@ -208,91 +216,109 @@ class VoiceEnv:
 
     async def _play(self, call: Call, action: Say | BargeIn | Wait) -> StepResult:
         caller, collector = call.caller, call.collector
-        since_seq, first_call = collector.last_seq, len(call.world.calls)
-        last_reply = collector.replies[-1] if collector.replies else None
-        playing_until = last_reply.playback_end_ms if last_reply is not None else None
-        turn = _Turn(since_seq)
+        first_call = len(call.world.calls)
+        turn = Turn(collector.last_seq)
         caller.listen(True)
         try:
-            timed_out = not await self._wait(self._perform(call, action, turn, playing_until))
+            timed_out = not await self._wait(self._perform(call, action, turn))
         finally:
             caller.listen(False)
-        barged = (
-            isinstance(action, BargeIn)
-            and turn.utterance is not None
-            and turn.utterance.start_ms is not None
-            and playing_until is not None
-            and turn.utterance.start_ms < playing_until
+        start = turn.utterance.start_ms if turn.utterance is not None else None
+        over = turn.spoke_over.playback_end_ms if turn.spoke_over is not None else None
+        barged = start is not None and over is not None and start < over
+        extra = turn.figures(
+            collector,
+            call.world,
+            first_call,
+            barged=barged,
+            clock=self.clock,
         )
-        extra = self._turn_figures(call, since_seq, first_call, turn.utterance, barged)
-        if isinstance(action, Wait) and extra["assistant"]:
+        self._interrupted = self._interrupted or extra["interrupted"]
+        if isinstance(action, Wait) and any(r.text for r in turn.answers(collector)):
             self._spoke_in_silence = True
         extra["action"] = action.kind
         if isinstance(action, BargeIn):
             extra["barge_in_after_ms"] = action.after_ms
+        if turn.previous_reply:
+            extra["previous_reply"] = turn.previous_reply
         return self._result(call, extra, timed_out=timed_out)
 
-    async def _perform(
-        self, call: Call, action: Say | BargeIn | Wait, turn: _Turn, playing_until: float | None
-    ) -> None:
+    async def _perform(self, call: Call, action: Say | BargeIn | Wait, turn: Turn) -> None:
         caller, collector = call.caller, call.collector
+        if isinstance(action, BargeIn):
+            target = turn.spoke_over = self._barge_target(collector)
+            start = caller.now_ms()
+            if target is not None:
+                start = (target.first_audio_ms or start) + action.after_ms
+        else:
+            await self._let_finish(call, turn)
+            start = turn.playing_until or 0.0  # a polite caller lets the assistant finish
         if isinstance(action, Wait):
-            # The caller lets the assistant finish, then stays silent.
-            target = max(caller.now_ms(), playing_until or 0.0) + action.seconds * 1000
-            caller.fast_forward(target)
-            await caller.wait_until(target + WAIT_GRACE_MS)
-            if collector.current is not None or self._new_replies(call, turn.since_seq):
-                await self._listen(call, turn.since_seq, None)
+            target_ms = max(caller.now_ms(), start) + action.seconds * 1000
+            turn.from_ms = max(caller.now_ms(), start)
+            caller.fast_forward(target_ms)
+            await caller.wait_until(target_ms + WAIT_GRACE_MS)
+            if turn.answers(collector):
+                await self._listen(call, turn)
             return
         pcm = await self.backend.voice.render(action.words)
-        last_reply = collector.replies[-1] if collector.replies else None
-        if isinstance(action, BargeIn) and last_reply is not None:
-            start = (last_reply.first_audio_ms or caller.now_ms()) + action.after_ms
-        else:
-            start = playing_until or 0.0  # a polite caller lets the assistant finish
         caller.fast_forward(start)
         await caller.wait_until(start)
+        turn.from_ms = caller.now_ms()
         paced = isinstance(action, BargeIn)
         utterance = turn.utterance = caller.speak(pcm, tail_ms=TAIL_MS, paced=paced)
         self._line_turns.append(self._turn)
         await utterance.sent.wait()
         if self.backend.virtual_clock:
-            await self._catch_up(call, turn.since_seq, utterance)
-        await self._listen(call, turn.since_seq, utterance)
+            await self._catch_up(call, turn)
+        await self._listen(call, turn)
 
-    async def _listen(self, call: Call, since_seq: int, utterance: Utterance | None) -> None:
-        """Wait for the end of the assistant's turn. On the virtual clock time stops at its
-        first audio: the caller hears the reply at 1x from there however fast or slow the
-        rest of it is generated (see :class:`~glm_gym.collector.Reply`)."""
+    @staticmethod
+    def _barge_target(collector: Collector) -> Reply | None:
+        """The reply a barge-in speaks over: the one streaming, else the last one."""
+        current = collector.current
+        if current is not None and current.first_audio_ms is not None:
+            return current
+        return collector.replies[-1] if collector.replies else None
+
+    async def _let_finish(self, call: Call, turn: Turn) -> None:
+        """Before a line or a silence: the reply the last step left streaming (wall clock)
+        ends first; its words go to ``previous_reply``, this turn counts from here."""
         collector = call.collector
+        streaming = collector.current
+        if streaming is not None:
+            await collector.wait_for(lambda: collector.current is None or collector.fatal)
+            turn.previous_reply = streaming.text
+            turn.since_seq = collector.last_seq
+        last = collector.replies[-1] if collector.replies else None
+        turn.playing_until = last.playback_end_ms if last is not None else None
+
+    async def _listen(self, call: Call, turn: Turn) -> None:
+        """Wait for the assistant's answer to be heard. On the virtual clock time stops at
+        its first audio and the step returns once the whole turn is over: the caller hears
+        the reply at 1x from there however fast or slow the rest of it is generated (see
+        :class:`~glm_gym.collector.Reply`), and the next action starts at that point of
+        it. The wall clock cannot stop, so the step returns at the first audio and the
+        reply plays on: a barge-in cuts it, a line or a silence lets it finish."""
+        collector = call.collector
+        await collector.wait_for(lambda: turn.speaking(collector) or turn.over(collector))
         if self.backend.virtual_clock:
-
-            def speaking() -> bool:
-                current = collector.current
-                return (
-                    current is not None
-                    and current.first_audio_ms is not None
-                    or self._turn_over(call, since_seq, utterance)
-                )
-
-            await collector.wait_for(speaking)
             call.caller.listen(False)
-        await collector.wait_for(lambda: self._turn_over(call, since_seq, utterance))
+            await collector.wait_for(lambda: turn.over(collector))
 
-    async def _catch_up(self, call: Call, since_seq: int, utterance: Utterance) -> None:
+    async def _catch_up(self, call: Call, turn: Turn) -> None:
         """Virtual clock: stop it once the line and the VAD's silence are out, until the
         backend has heard the line (it got the audio far faster than real time), so its
         catching up is not counted as latency. Nothing heard: the turn times out."""
         caller, collector = call.caller, call.collector
-        assert utterance.end_ms is not None
+        utterance = turn.utterance
+        assert utterance is not None and utterance.end_ms is not None
         await caller.wait_until(utterance.end_ms + TAIL_MS)
         caller.listen(False)
 
         def heard() -> bool:
-            return (
-                any(u.seq > since_seq for u in collector.user_texts)
-                or collector.current is not None
-                or bool(self._new_replies(call, since_seq))
+            return any(u.seq > turn.since_seq for u in collector.user_texts) or bool(
+                turn.answers(collector)
             )
 
         try:
@@ -308,60 +334,6 @@ class VoiceEnv:
         except TIMEOUT_ERRORS:
             return False
         return True
-
-    @staticmethod
-    def _new_replies(call: Call, since_seq: int) -> list[Reply]:
-        return [r for r in call.collector.replies if r.seq > since_seq]
-
-    def _turn_over(self, call: Call, since_seq: int, utterance: Utterance | None) -> bool:
-        collector = call.collector
-        if collector.fatal:
-            return True
-        if utterance is not None and utterance.end_ms is None or collector.current is not None:
-            return False
-        replies = self._new_replies(call, since_seq)
-        if not replies or not replies[-1].final:
-            return False
-        last_user = collector.user_texts[-1].seq if collector.user_texts else 0
-        return replies[-1].seq > last_user
-
-    def _turn_figures(
-        self,
-        call: Call,
-        since_seq: int,
-        first_call: int,
-        utterance: Utterance | None,
-        barged: bool,
-    ) -> dict[str, Any]:
-        replies = self._new_replies(call, since_seq)
-        if call.collector.current is not None:
-            replies.append(call.collector.current)
-        calls = call.world.calls[first_call:]
-        said = " ".join(r.text for r in replies if r.text)
-        latencies: dict[str, Any] = {"clock": self.clock}
-        audio_at = [r.first_audio_ms for r in replies if r.first_audio_ms is not None]
-        if utterance is not None and utterance.end_ms is not None and audio_at:
-            latencies["voice_to_voice_ms"] = round(audio_at[0] - utterance.end_ms, 1)
-        if calls:
-            # Dead air of the tool round trip: the call reached the world -> audio again.
-            after = [at for at in audio_at if at >= calls[0].at_ms]
-            if after:
-                latencies["tool_wait_ms"] = round(after[0] - calls[0].at_ms, 1)
-        interrupted = False
-        if barged and utterance is not None and utterance.start_ms is not None:
-            cuts = [f for f in call.collector.flushes if f >= utterance.start_ms]
-            if cuts:
-                interrupted = True
-                latencies["barge_in_yield_ms"] = round(cuts[0] - utterance.start_ms, 1)
-        self._interrupted = self._interrupted or interrupted
-        return {
-            "assistant": said,
-            "heard": [u.text for u in call.collector.user_texts if u.seq > since_seq],
-            "tool_calls": [c.to_json() for c in calls],
-            "latencies": latencies,
-            "interrupted": interrupted,
-            "barged_in": barged,
-        }
 
     def _result(
         self,

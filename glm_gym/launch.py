@@ -21,6 +21,7 @@ import click
 
 from glm_gym.cli_options import max_sessions_option, realtime_option, scenarios_option
 from glm_gym.model import MAX_TURN_TIMEOUT_S
+from glm_local.admission import default_asr_processes
 from glm_local.cli_options import asr_processes_option
 from glm_realtime.cli_group import api_key_option, listen_options, url_option
 
@@ -57,9 +58,10 @@ _GRACE_S = 10
 )
 @realtime_option
 @asr_processes_option(
-    0,
-    "Embedded backend: recognise speech in N worker processes (0: in this one); "
-    "about one per core for many concurrent envs.",
+    None,
+    "Embedded backend: recognise speech in N worker processes (0: in this one). "
+    "Default: one per core, as serve (a step's answer then waits less behind other "
+    "envs' recognition: p95 13 ms instead of 100 ms beside 4 voice turns on 2 cores).",
 )
 @click.option(
     "--turn-timeout",
@@ -81,7 +83,7 @@ def gym(
     max_envs: int,
     ttl_s: float,
     realtime: bool,
-    asr_processes: int,
+    asr_processes: int | None,
     turn_timeout_s: float,
     scenarios_path: Path | None,
     api_key: str | None,
@@ -108,7 +110,7 @@ def gym(
     settings = GymSettings(
         backend=cast(Literal["local", "glm"], backend_kind),
         realtime=realtime or backend_kind == "glm",
-        asr_processes=asr_processes,
+        asr_processes=default_asr_processes() if asr_processes is None else asr_processes,
         max_envs=max_envs,
         ttl_s=ttl_s,
         turn_timeout_s=turn_timeout_s,

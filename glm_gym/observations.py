@@ -11,8 +11,9 @@ from glm_gym.scenarios import Scenario
 __all__ = ["brief_text", "turn_text"]
 
 
-def brief_text(scenario: Scenario, greeting: str) -> str:
-    """What the caller knows before speaking, and what the assistant said first."""
+def brief_text(scenario: Scenario, greeting: str, *, speaking: bool = False) -> str:
+    """What the caller knows before speaking, and what the assistant said first (and
+    whether it is still saying it: barging in cuts it)."""
     lines = [
         "You are calling a voice assistant. You speak; it hears your voice.",
         f"Your goal: {scenario.brief.goal}",
@@ -21,6 +22,8 @@ def brief_text(scenario: Scenario, greeting: str) -> str:
         lines.append("You know: " + "; ".join(scenario.brief.knows))
     if greeting:
         lines.append(f'The assistant said: "{greeting}"')
+        if speaking:
+            lines.append("Note: it is still speaking (barge in to cut it off).")
     else:
         lines.append("The assistant is listening and has said nothing yet.")
     lines.append(ACTION_HELP)
@@ -38,8 +41,16 @@ def turn_text(info: dict[str, Any], *, done: bool) -> str:
     if info.get("hung_up"):
         lines = ["You hung up. The call is over."]
     else:
+        lines = []
+        if info.get("previous_reply"):
+            lines.append(f'The assistant finished saying: "{info["previous_reply"]}"')
         said = info.get("assistant") or ""
-        lines = [f'The assistant said: "{said}"' if said else "The assistant said nothing."]
+        if said:
+            lines.append(f'The assistant said: "{said}"')
+        elif info.get("speaking"):
+            lines.append("The assistant started speaking (no words transcribed yet).")
+        else:
+            lines.append("The assistant said nothing.")
     calls = info.get("tool_calls") or []
     if calls:
         lines.append("It called tools:")
@@ -49,6 +60,7 @@ def turn_text(info: dict[str, Any], *, done: bool) -> str:
         for key, text in (
             ("interrupted", "you interrupted the assistant and it stopped"),
             ("timed_out", "the assistant's turn did not end in time"),
+            ("speaking", "it is still speaking (barge in to cut it off)"),
         )
         if info.get(key)
     ]

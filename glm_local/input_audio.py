@@ -3,7 +3,7 @@
 ``wav`` packets each carry their own RIFF header (parsed with the stdlib :mod:`wave`);
 any rate is accepted, but only mono 16-bit PCM. ``pcm16`` and ``pcm24`` are raw s16le at
 16 or 24 kHz (their rate cannot be checked). Everything is resampled to 16 kHz for the
-VAD and the recogniser with one streaming soxr resampler per input rate.
+VAD and the recogniser with one :class:`realtime.resampler.StreamResampler` per input rate.
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import binascii
 import io
 import wave
 
-import numpy as np
 import pybase64
-import soxr
 
 from realtime.audio import InputAudioFormat, input_sample_rate
 from realtime.pcm import MAX_RATE, MIN_RATE
+from realtime.resampler import StreamResampler
 
 __all__ = ["TARGET_RATE", "InputAudioDecoder", "InvalidAudio"]
 
@@ -34,7 +33,7 @@ class InputAudioDecoder:
     def __init__(self, fmt: InputAudioFormat) -> None:
         self.format: InputAudioFormat = fmt
         self._rate: int | None = None
-        self._resampler: soxr.ResampleStream | None = None
+        self._resampler: StreamResampler | None = None
         self._odd = b""
 
     def decode(self, payload: str) -> bytes:
@@ -60,10 +59,10 @@ class InputAudioDecoder:
         """What the resampler still holds (call at the end of a turn's audio)."""
         if self._resampler is None:
             return b""
-        out = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        out = self._resampler.drain()
         self._resampler = None
         self._rate = None
-        return _to_pcm(out)
+        return out
 
     def reset(self) -> None:
         """Forget any held audio."""
@@ -77,17 +76,12 @@ class InputAudioDecoder:
             tail = self.flush()
             self._rate = rate
             if rate != TARGET_RATE:
-                self._resampler = soxr.ResampleStream(
-                    rate, TARGET_RATE, 1, dtype="float32", quality="HQ"
-                )
+                self._resampler = StreamResampler(rate, TARGET_RATE)
         if self._resampler is None:
             return tail + pcm
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * np.float32(1 / 32768)
-        return tail + _to_pcm(self._resampler.resample_chunk(samples))
-
-
-def _to_pcm(audio: np.ndarray) -> bytes:
-    return bytes((np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+        out = bytearray(tail)
+        self._resampler.process_into(pcm, out)
+        return bytes(out)
 
 
 def _read_wav(data: bytes) -> tuple[bytes, int]:

@@ -27,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from glm_local.engine import GREETING, Reply, ReplyEngine, ReplyRequest, ToolResult, Turn
+from glm_local.engine import GREETING, Reply, ReplyEngine, ToolResult
 from glm_local.inbox import Inbox
 from glm_local.input_audio import InvalidAudio
+from glm_local.items import ConversationLog
 from glm_local.lag import LAG_REPORT_S, AudioClock
 from glm_local.listener import Listener, VadParams
 from glm_local.responder import Responder, UnknownCall, new_id
@@ -45,7 +46,6 @@ __all__ = ["LocalSession", "SessionResources"]
 
 logger = logging.getLogger(__name__)
 
-_HISTORY_TURNS = 20
 _VAD_DEFAULTS = (0.5, 300, 500)  # threshold, prefix_padding_ms, silence_duration_ms
 
 
@@ -78,10 +78,7 @@ class LocalSession:
         self.config = SessionConfig.read({})  # what the spec says no session.update means
         self._listener = Listener(resources.new_recognizer, self.config.input_audio_format)
         self._speech_item: str | None = None
-        self._last_item: str | None = None
-        self._pending_user: str | None = None
-        self._tool_results: list[ToolResult] = []
-        self._history: list[Turn] = []
+        self._log = ConversationLog()
         self._responder = Responder(
             self._send,
             self._spawn,
@@ -89,7 +86,7 @@ class LocalSession:
             synthesizer=resources.synthesizer,
             blocking=resources.blocking,
             pace=resources.pace,
-            remember=self._remember,
+            remember=self._log.remember,
             split=_split,
         )
         self._greeted = False
@@ -326,25 +323,8 @@ class LocalSession:
 
     async def _finish_turn(self, item_id: str, *, respond: bool) -> None:
         """Commit the utterance as a user item, transcribe it, maybe answer it."""
-        previous, self._last_item = self._last_item, item_id
-        await self._send(
-            ev.InputAudioBufferCommitted(
-                type="input_audio_buffer.committed", item_id=item_id, previous_item_id=previous
-            )
-        )
-        item = ev.ConversationItem(
-            id=item_id,
-            type="message",
-            object="realtime.item",
-            status="completed",
-            role="user",
-            content=[ev.ContentPart(type="input_audio")],
-        )
-        await self._send(
-            ev.ConversationItemCreated(
-                type="conversation.item.created", item=item, previous_item_id=previous
-            )
-        )
+        for event in self._log.user_audio(item_id):
+            await self._send(event)
         transcript = await self._res.blocking.run(self._listener.finish)
         await self._send(
             ev.InputAudioTranscriptionCompleted(
@@ -355,16 +335,15 @@ class LocalSession:
             )
         )
         if transcript:
-            self._remember("user", transcript)
+            self._log.remember("user", transcript)
         if respond and transcript and self.config.turn_detection.create_response is not False:
             await self._start_response(transcript, replace=True)
         else:  # answered by the next response.create
-            self._pending_user = transcript
+            self._log.pending_user = transcript
 
     # ------------------------------------------------------------------ items
 
     async def _create_item(self, item: ev.ItemParam, event_id: str) -> None:
-        item_id = item.id or new_id("item")
         if item.type == "function_call_output":
             try:
                 call_id, name, arguments = self._responder.take_call(item.call_id)
@@ -373,29 +352,8 @@ class LocalSession:
                 await self._error("invalid_event", message, event_id)
                 return
             item = item.model_copy(update={"call_id": call_id or None})
-            self._tool_results.append(ToolResult(name, arguments, item.output or "", call_id))
-        elif item.type == "message":
-            text = " ".join(p.text or p.transcript or "" for p in item.content or ()).strip()
-            if item.role == "user":
-                self._pending_user = text
-            if item.role in ("user", "assistant") and text:
-                self._remember("user" if item.role == "user" else "assistant", text)
-        previous, self._last_item = self._last_item, item_id
-        created = ev.ConversationItem(
-            id=item_id,
-            object="realtime.item",
-            status="completed",
-            **item.model_dump(exclude={"id", "object", "status"}),
-        )
-        await self._send(
-            ev.ConversationItemCreated(
-                type="conversation.item.created", item=created, previous_item_id=previous
-            )
-        )
-
-    def _remember(self, role: str, text: str) -> None:
-        self._history.append(Turn("user" if role == "user" else "assistant", text))
-        del self._history[:-_HISTORY_TURNS]
+            self._log.tool_results.append(ToolResult(name, arguments, item.output or "", call_id))
+        await self._send(self._log.add(item))
 
     # ------------------------------------------------------------------ responses
 
@@ -408,20 +366,13 @@ class LocalSession:
                 event_id,
             )
             return
-        user_text, self._pending_user = self._pending_user, None
+        user_text, self._log.pending_user = self._log.pending_user, None
         await self._start_response(user_text)
 
     async def _start_response(
         self, input_text: str | None, *, reply: Reply | None = None, replace: bool = False
     ) -> None:
-        request = ReplyRequest(
-            user_text=input_text,
-            tools=self.config.tools,
-            tool_results=tuple(self._tool_results),
-            history=tuple(self._history[:-1] if input_text else self._history),
-            instructions=self.config.instructions,
-        )
-        self._tool_results.clear()
+        request = self._log.request(input_text, self.config)
         await self._responder.start(
             request, audio="audio" in self.config.modalities, reply=reply, replace=replace
         )

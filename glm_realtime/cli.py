@@ -36,8 +36,6 @@ from realtime.pcm import MAX_RATE, MIN_RATE
 
 _RATE_IN_NAME = re.compile(r"_(\d+)hz\.(pcm|raw)$", re.IGNORECASE)
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-# What a turn sends to a local server started without --token: it checks nothing.
-_NO_KEY = "no-key"
 
 
 @click.group(cls=CliGroup)
@@ -60,9 +58,12 @@ async def _backend(
     """GLM node properties for the URL (with a key or a local URL) or an embedded server."""
     if api_key or url:
         base, _, path = (url or DEFAULT_URL).partition("/api/")
-        if not api_key:
-            _notice(f"no GLM_API_KEY: connecting to {url} without a key")
-        yield {"base_uri": base, "path": "/api/" + path, "api_key": api_key or _NO_KEY}
+        where = {"base_uri": base, "path": "/api/" + path}
+        if api_key:
+            yield {**where, "api_key": api_key}
+            return
+        _notice(f"no GLM_API_KEY: connecting to {url} without a key")
+        yield {**where, "api_key": "", "auth": "none"}
         return
     try:
         from glm_local.server import LocalRealtimeServer

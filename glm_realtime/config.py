@@ -52,8 +52,9 @@ class ExtensionConfig(BaseModel):
     base_uri: str = "wss://open.bigmodel.cn"
     path: str = "/api/paas/v4/realtime"
     api_key: str = Field(default="", repr=False)
-    auth: Literal["api_key", "jwt"] = "api_key"
-    """``jwt`` signs a short-lived token with the key's secret instead of sending the key."""
+    auth: Literal["api_key", "jwt", "none"] = "api_key"
+    """``jwt`` signs a short-lived token with the key's secret instead of sending the key;
+    ``none`` sends no credential (a local server without a token) and takes no key."""
     model: str = "glm-realtime-flash"
 
     # What the model is told and how it answers.
@@ -163,6 +164,8 @@ class ExtensionConfig(BaseModel):
             raise ValueError(f"{', '.join(tuned)} need server_vad true")
         if self.reconnect_max_delay_ms < self.reconnect_base_delay_ms:
             raise ValueError("reconnect_max_delay_ms must be >= reconnect_base_delay_ms")
+        if self.auth == "none" and self.api_key.strip():
+            raise ValueError("auth 'none' sends no credential: leave api_key empty")
         # Fail here rather than at the first session.update.
         self.session_config()
         return self

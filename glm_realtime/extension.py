@@ -53,7 +53,7 @@ class GLMRealtimeExtension(Extension):
         self._env = env
         properties = json.loads(env.get_property_to_json())
         config = ExtensionConfig.from_properties(properties, node=self.name)
-        if not config.api_key.strip():
+        if config.auth != "none" and not config.api_key.strip():
             raise ConfigError(
                 f"property 'api_key' of node '{self.name}' is empty: set GLM_API_KEY, "
                 "or run the embedded backend (glm-realtime run without a key)"

@@ -185,6 +185,9 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         api_key: sent as ``Authorization: Bearer <api_key>``.
         jwt_secret: an ``{id}.{secret}`` API key used to sign a short-lived JWT instead.
         jwt_ttl: lifetime of that JWT in seconds.
+        unauthenticated: send no ``Authorization`` header at all (a local server that
+            checks none, like ``glm-realtime serve`` without ``--token``); then neither
+            ``api_key`` nor ``jwt_secret`` may be given.
         idle_timeout: seconds without any inbound frame before the connection is declared
             dead (``None`` disables it).
         open_timeout: seconds allowed for the handshake.
@@ -203,15 +206,22 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         api_key: str | None = None,
         jwt_secret: str | None = None,
         jwt_ttl: float = 3600.0,
+        unauthenticated: bool = False,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         open_timeout: float = 10.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         ping_interval: float | None = None,
         close_timeout: float = 10.0,
     ) -> None:
-        if (api_key is None) == (jwt_secret is None):
-            raise ConfigError("pass exactly one of api_key or jwt_secret")
-        if not (api_key or jwt_secret or "").strip():
+        if unauthenticated:
+            if api_key is not None or jwt_secret is not None:
+                raise ConfigError("unauthenticated=True takes neither api_key nor jwt_secret")
+        elif (api_key is None) == (jwt_secret is None):
+            raise ConfigError(
+                "pass exactly one of api_key or jwt_secret (or unauthenticated=True for a "
+                "server that checks no credential)"
+            )
+        elif not (api_key or jwt_secret or "").strip():
             raise ConfigError("the API key is empty")
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.netloc:
@@ -232,14 +242,15 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         self._connection: Connection | None = None
 
     def __repr__(self) -> str:
-        auth = "jwt" if self._jwt_secret is not None else "api_key"
+        auth = "jwt" if self._jwt_secret is not None else "api_key" if self._api_key else "none"
         return f"<connect {self.url} auth={auth}>"
 
-    def _token(self) -> str:
+    def _headers(self) -> dict[str, str]:
         if self._jwt_secret is not None:
-            return make_jwt(self._jwt_secret, self._jwt_ttl)
-        assert self._api_key is not None
-        return self._api_key
+            return {"Authorization": f"Bearer {make_jwt(self._jwt_secret, self._jwt_ttl)}"}
+        if self._api_key is not None:
+            return {"Authorization": f"Bearer {self._api_key}"}
+        return {}
 
     async def _open(self) -> Connection:
         started = time.monotonic()
@@ -247,7 +258,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
         try:
             ws = await websockets.connect(
                 self.url,
-                additional_headers={"Authorization": f"Bearer {self._token()}"},
+                additional_headers=self._headers(),
                 open_timeout=self._open_timeout,
                 ping_interval=self._ping_interval,
                 close_timeout=self._close_timeout,

@@ -15,12 +15,16 @@ The tree::
     └── ProtocolViolation           a frame we refuse to send or cannot accept
         └── FrameTooLarge           an outbound event over the size budget
 
-:func:`classify` tells a reconnect loop whether trying again can help.
+:func:`classify` tells a reconnect loop whether trying again can help; :func:`unreachable`
+whether a connect failed because nothing answers at the address (its name does not resolve,
+or nothing listens there): worth retrying on a socket that once worked, not on a first one.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
+import socket
 
 __all__ = [
     "AuthenticationError",
@@ -37,6 +41,7 @@ __all__ = [
     "RealtimeError",
     "ServerError",
     "classify",
+    "unreachable",
     "FATAL_SERVER_CODES",
     "FATAL_CLOSE_CODES",
 ]
@@ -173,3 +178,16 @@ def classify(exc: BaseException) -> Disposition:
             return Disposition.FATAL
         case _:
             return Disposition.RETRY
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connect that found nothing at the address: the host name does
+    not resolve (no network, or a wrong host), or the connection was refused (nothing
+    listens on that port). A timeout or a reset is not: the peer may just be slow.
+    """
+    if not isinstance(exc, ConnectError) or isinstance(exc, HandshakeRejected):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, socket.gaierror):
+        return True
+    return isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED

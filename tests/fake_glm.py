@@ -148,7 +148,8 @@ class FakeGLMServer:
 
     Args:
         scripts: one list of steps per connection attempt.
-        api_key: the key clients must present (as is, or as a JWT signed with it).
+        api_key: the key clients must present (as is, or as a JWT signed with it); None:
+            any client, with or without ``Authorization`` (a ``serve`` without a token).
         greet: send ``heartbeat`` then ``session.created`` on connect, as GLM does.
         refuse_status: answer every handshake with this HTTP status instead.
         max_size: inbound frame limit (the server closes with 1009 above it).
@@ -158,7 +159,7 @@ class FakeGLMServer:
         self,
         scripts: Sequence[Script] | None = None,
         *,
-        api_key: str = "test-id.test-secret",
+        api_key: str | None = "test-id.test-secret",
         greet: bool = True,
         refuse_status: int | None = None,
         max_size: int = 8 * 1024 * 1024,
@@ -204,6 +205,8 @@ class FakeGLMServer:
         return self.connections[index]
 
     def _authorized(self, header: str | None) -> bool:
+        if self.api_key is None:
+            return True
         if header is None or not header.startswith("Bearer "):
             return False
         token = header.removeprefix("Bearer ")

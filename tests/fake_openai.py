@@ -71,6 +71,8 @@ class FakeChat:
     models: tuple[str, ...] = ("sim-user-1",)
     fail_next: list[int] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    answered: int = 0
+    """Requests answered with a completion (200)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> FastAPI:
@@ -98,6 +100,8 @@ class FakeChat:
             content = self.policy(body["messages"])
             if isinstance(content, int):
                 return _overloaded(content)
+            with self._lock:
+                self.answered += 1
             prompt = sum(len(m["content"].split()) for m in body["messages"])
             completion = len(content.split())
             return {

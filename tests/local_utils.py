@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-import sys
 import wave
 from collections.abc import Callable
 from typing import Any
@@ -16,13 +15,9 @@ import numpy as np
 
 from realtime import events as ev
 from realtime.audio import UplinkPacker
+from realtime.compat import timeout as _timeout
 from realtime.connection import Connection
 from tests.speech_utils import AUDIO, RATE, in_room, load_wav
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # 3.10
-    from async_timeout import timeout as _timeout
 
 STEP_TIMEOUT = 30.0
 GOFORWARD = "go forward ten meters"

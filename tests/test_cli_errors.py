@@ -156,30 +156,26 @@ async def test_a_url_elsewhere_without_a_key_is_refused_with_the_reason(tmp_path
     assert short(err)
 
 
-async def test_a_run_without_network_names_name_resolution_in_its_last_line(
+async def test_a_run_without_network_fails_at_once_naming_name_resolution_in_its_last_line(
     tmp_path: Path,
 ) -> None:
-    """The last line is the root cause, not 'the GLM session failed: unknown'."""
-    graph = bundled_graph_with(
-        tmp_path,
-        "g.json",
-        "glm",
-        {"property": {"api_key": "${env:GLM_API_KEY|}", "max_reconnect_attempts": 0}},
-    )
+    """The last line is the root cause, not 'the GLM session failed: unknown', and it
+    comes at once: a first connection to a name that does not resolve is not retried
+    (the bundled graph allows 5 reconnect attempts)."""
     code, err = await run(
         tmp_path,
         "--input",
         str(tone_wav(tmp_path / "in.wav")),
-        "--graph",
-        str(graph),
         "--url",
         "wss://glm.invalid/api/paas/v4/realtime",  # RFC 6761: never resolves
         env={"GLM_API_KEY": KEY},
     )
     assert_user_error(code, err, 1)
+    assert "reconnecting" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("Error: the GLM session failed:"), err
     assert "cannot resolve glm.invalid" in last and "no network" in last
+    assert "not retried" in last
     assert KEY.split(".")[1] not in err
 
 

@@ -16,6 +16,7 @@ import pytest
 from glm_local.server import LocalRealtimeServer
 from realtime.connection import connect
 from tests.cli_process import PROCESS_TIMEOUT, assert_user_error, cli
+from tests.fake_glm import Close, FakeGLMServer
 
 pytestmark = pytest.mark.speech
 
@@ -89,7 +90,9 @@ async def test_serve_v_logs_sessions_before_or_after_the_command(where: str) -> 
     assert not any("Traceback" in line for line in stderr)
 
 
-async def run_without_a_key(server: LocalRealtimeServer, tmp: Path) -> tuple[int, str, str]:
+async def run_without_a_key(
+    server: LocalRealtimeServer | FakeGLMServer, tmp: Path
+) -> tuple[int, str, str]:
     return await cli(
         "run",
         "--input",
@@ -114,6 +117,16 @@ async def test_run_honours_url_without_a_key_on_a_local_server(tmp_path: Path) -
     assert "embedded backend" not in err
     assert served == 1
     assert "assistant: You said: go forward ten meters." in out
+
+
+async def test_run_without_a_key_sends_no_authorization_header_to_a_local_url(
+    tmp_path: Path,
+) -> None:
+    """No key: no credential at all, not a made-up one (the server checks none)."""
+    async with FakeGLMServer([[Close(1003)]], api_key=None) as server:
+        await run_without_a_key(server, tmp_path)
+        fake = await server.connection(0)
+    assert fake.authorization is None
 
 
 async def test_run_without_a_key_on_a_server_with_a_token_says_to_pass_it(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from realtime.errors import (
     HandshakeRejected,
     IdleTimeout,
     classify,
+    unreachable,
 )
 from realtime.session import SessionConfig
 from tests.fake_glm import Call, Close, Expect, FakeConnection, FakeGLMServer, Send, SendRaw, Stall
@@ -89,6 +90,34 @@ async def test_unreachable_server_raises_connect_error_classified_retry() -> Non
     with pytest.raises(ConnectError) as info:
         await connect(f"ws://127.0.0.1:{port}/api/paas/v4/realtime", api_key=KEY, open_timeout=2)
     assert classify(info.value) is Disposition.RETRY
+
+
+async def test_unauthenticated_connect_sends_no_authorization_header() -> None:
+    async with (
+        FakeGLMServer([[Stall()]], api_key=None) as server,
+        connect(server.url, unauthenticated=True) as conn,
+    ):
+        assert isinstance(await conn.recv(), ev.Heartbeat)
+        fake = await server.connection(0)
+    assert fake.authorization is None
+    with pytest.raises(ConfigError, match="neither api_key nor jwt_secret"):
+        connect(server.url, api_key=KEY, unauthenticated=True)
+
+
+async def test_a_refused_port_or_a_name_that_does_not_resolve_is_unreachable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    failures = []
+    for url in (f"ws://127.0.0.1:{port}/api/x", "wss://glm.invalid/api/x"):
+        with pytest.raises(ConnectError) as info:
+            await connect(url, api_key=KEY, open_timeout=5)
+        failures.append(info.value)
+    assert [unreachable(exc) for exc in failures] == [True, True]
+    async with FakeGLMServer(refuse_status=503) as server:
+        with pytest.raises(HandshakeRejected) as refused:
+            await connect(server.url, api_key=KEY)
+    assert not unreachable(refused.value)  # something answered
 
 
 async def test_sent_events_reach_the_server_valid_and_in_order() -> None:

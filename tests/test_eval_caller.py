@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -27,6 +27,7 @@ from glm_gym.simulator import STOP_TOKEN
 from tests.cli_process import assert_user_error, cli
 from tests.fake_openai import FakeChat, chat_server
 
+F = TypeVar("F")
 MODEL = "sim-user-1"
 KEY = "test-key"
 ENV = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": None, "GLM_API_KEY": None}
@@ -248,6 +249,11 @@ async def test_cli_names_an_endpoint_it_cannot_reach(tmp_path: Path) -> None:
 
 
 # The whole eval of a small slice, the model playing the caller on the embedded backend.
+# A whole eval in a process, its setup included: under a loaded gate it may need more than
+# the suite's 180 s per test.
+def slow(test: F) -> F:
+    return pytest.mark.speech(pytest.mark.timeout(600)(test))
+
 
 SLICE = (
     "small-talk-thanks-goodbye",
@@ -290,7 +296,7 @@ def model_eval(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     yield {"report": report, "fake": fake, "url": url, "proc": proc, "out": out}
 
 
-@pytest.mark.speech
+@slow
 def test_report_names_the_model_that_played_the_caller(model_eval: dict[str, Any]) -> None:
     report, url = model_eval["report"], model_eval["url"]
     meta = report["meta"]
@@ -301,15 +307,15 @@ def test_report_names_the_model_that_played_the_caller(model_eval: dict[str, Any
     )
     assert {r["caller"] for r in report["records"]} == {f"openai:{MODEL}"}
     assert f"caller: openai:{MODEL}" in (model_eval["out"] / "report.md").read_text()
-    answered = [m for m in model_eval["fake"].conversations() if goal(m) != OVERLOADED_GOAL]
     usage = meta["caller_usage"]
-    assert usage["requests"] == 1 + len(answered)  # the check and every turn answered
-    assert usage["retries"] == 1 and usage["prompt_tokens"] > usage["completion_tokens"] > 0
+    assert usage["requests"] == model_eval["fake"].answered  # the check and every turn
+    # the overloaded conversation's retry (more if a kept-alive connection closed under load)
+    assert usage["retries"] >= 1 and usage["prompt_tokens"] > usage["completion_tokens"] > 0
     text = (model_eval["out"] / "report.json").read_text() + model_eval["proc"].stderr
     assert KEY not in text  # the key is never written
 
 
-@pytest.mark.speech
+@slow
 def test_turns_are_the_models_actions_and_the_stop_token_hangs_up(
     model_eval: dict[str, Any],
 ) -> None:
@@ -326,7 +332,7 @@ def test_turns_are_the_models_actions_and_the_stop_token_hangs_up(
     assert days["turns"][-1]["done"]
 
 
-@pytest.mark.speech
+@slow
 def test_an_endpoint_failing_after_the_retries_fails_that_conversation_only(
     model_eval: dict[str, Any],
 ) -> None:
@@ -338,7 +344,7 @@ def test_an_endpoint_failing_after_the_retries_fails_that_conversation_only(
     assert model_eval["report"]["meta"]["complete"] is True
 
 
-@pytest.mark.speech
+@slow
 def test_model_heard_the_brief_and_the_assistants_words(model_eval: dict[str, Any]) -> None:
     """Each request holds the brief (system message) and the observations so far."""
     record = {r["scenario_id"]: r for r in model_eval["report"]["records"]}
@@ -355,7 +361,7 @@ def test_model_heard_the_brief_and_the_assistants_words(model_eval: dict[str, An
     assert days and all(DAYS_GOAL in m[0]["content"] for m in days)
 
 
-@pytest.mark.speech
+@slow
 def test_model_hears_the_assistants_words_but_not_its_tool_calls(
     model_eval: dict[str, Any],
 ) -> None:
@@ -373,7 +379,7 @@ def test_model_hears_the_assistants_words_but_not_its_tool_calls(
     assert all("It called tools" not in text for text in users(messages))
 
 
-@pytest.mark.speech
+@slow
 def test_model_caller_plays_through_a_gym_server_over_http(tmp_path: Path) -> None:
     """``--server`` and ``--caller openai`` together: the model's actions go to a gym
     server's env over HTTP, and what that env answers comes back to the model."""
@@ -396,8 +402,9 @@ def test_model_caller_plays_through_a_gym_server_over_http(tmp_path: Path) -> No
     assert (report["meta"]["runner"], report["meta"]["caller"]) == ("server", f"openai:{MODEL}")
     (record,) = report["records"]
     actions = [t["action"] for t in record["turns"]]
-    assert actions[:3] == ["", NOT_AN_ACTION, HELLO_LINE] and len(actions) == 4
-    assert "hung_up" in record["turns"][3]["flags"] and not record["errors"]
+    seen = [(t["action"], t["observation"], t["flags"]) for t in record["turns"]]
+    assert actions[:3] == ["", NOT_AN_ACTION, HELLO_LINE] and len(actions) == 4, seen
+    assert "hung_up" in record["turns"][3]["flags"] and not record["errors"], (seen, record)
     messages = max(fake.conversations(), key=len)
     assert users(messages)[1] == record["turns"][1]["observation"]  # the server's answer
     assert "Unknown action 'Hello!'" in users(messages)[1]

@@ -237,6 +237,36 @@ async def test_realtime_runs_on_the_wall_clock_with_the_same_spoken_path() -> No
             await env.close()
 
 
+LONG_GREETING = (
+    "Hello and welcome to the city line. I can tell you the weather and the opening hours. "
+    "What would you like to know today?"
+)
+
+
+async def test_at_wall_clock_pace_a_barge_in_cuts_the_reply_while_it_is_playing() -> None:
+    """The embedded server streams audio at 1x; a step returns at the reply's first audio
+    (time cannot stop), so a barge-in lands N ms into the reply: it is cut, its words
+    stop short, the yield time is measured; a polite line then lets the answer finish."""
+    async with LocalBackend(realtime=True) as wall:
+        env = VoiceEnv(wall, [custom("wall-barge", "Stop.", greeting=LONG_GREETING)])
+        try:
+            reset = await env.reset(0)
+            assert reset.info["clock"] == "wall" and "greeting_ms" in reset.info["latencies"]
+            assert "still speaking" in reset.observation
+            step = await env.step("Thought: cut it short\nAction: barge in after 300 ms Stop.")
+            info = step.info
+            assert info["barged_in"] and info["interrupted"], info
+            assert info["latencies"]["barge_in_yield_ms"] > 0
+            assert "What would you like" not in info["assistant"]  # the greeting cut short
+            assert "you interrupted the assistant" in step.observation
+            polite = await env.step("Action: say Hello there.")
+            assert not polite.info["barged_in"] and not polite.info["interrupted"]
+            assert "hello" in " ".join(polite.info["heard"])
+            assert polite.info["latencies"]["voice_to_voice_ms"] > 0
+        finally:
+            await env.close()
+
+
 async def test_a_backend_that_cannot_be_reached_ends_the_call_with_its_error() -> None:
     from glm_gym.backends import GlmBackend
 
@@ -246,7 +276,9 @@ async def test_a_backend_that_cannot_be_reached_ends_the_call_with_its_error() -
         try:
             reset = await env.reset(0)
             assert reset.done and not reset.info["timed_out"]
-            assert reset.info["errors"] and "gave up" in reset.info["errors"][-1]
+            assert (
+                reset.info["errors"] and "cannot reach ws://127.0.0.1:9" in reset.info["errors"][-1]
+            )
             step = await env.step("Action: say hello")
             assert step.done and "over" in step.observation
         finally:

@@ -312,6 +312,32 @@ async def test_exception_in_on_data_is_logged_and_node_keeps_receiving(
     assert "node 'bad'" in record.getMessage()
 
 
+async def test_a_node_failing_on_every_message_logs_bounded_one_line_failures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One line per failure naming the node and the error, a traceback only with the
+    first, and after ten only every 10x: 150 failures leave 11 lines, not 150 tracebacks."""
+    graph = make_graph(
+        [("probe", "probe", {}), ("bad", "faulty", {}), ("after", "probe", {})],
+        [("probe", "data", "bad", ["bad"]), ("probe", "data", "ok", ["bad", "after"])],
+    )
+    caplog.set_level(logging.INFO, logger="glm_realtime.graph.bad")
+    async with GraphRunner(graph) as runner:
+        env = runner.env("probe")
+        for _ in range(150):
+            await env.send_data(Data.create("bad"))
+        await env.send_data(Data.create("ok"))
+        await probe_of(runner, "after").wait_for(lambda p: len(p.data) == 1)
+    logged = [r for r in caplog.records if r.name == "glm_realtime.graph.bad"]
+    assert len(logged) == 11
+    assert all(
+        r.getMessage().startswith("node 'bad' failed in on_data('bad'): ValueError: bad data")
+        for r in logged
+    )
+    assert [r.exc_info is not None for r in logged] == [True] + [False] * 10
+    assert "(100 failures of this node so far" in logged[-1].getMessage()
+
+
 async def test_send_audio_frame_waits_when_destination_queue_is_full() -> None:
     graph = make_graph(
         [("probe", "probe", {}), ("gate", "gate", {})],

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ import numpy as np
 import pytest
 
 from glm_realtime.config import ExtensionConfig
+from glm_realtime.host.graph import Graph
 from glm_realtime.host.messages import AudioFrame, Cmd
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.session import SessionState, ToolOutcome, VoiceSession
+from glm_realtime.session.backoff import GiveUp, ReconnectPolicy
 from realtime.audio import DownlinkDecoder
 from realtime.compat import timeout
-from realtime.connection import Connection
+from realtime.connection import Connection, connect
+from realtime.errors import ConnectError
 from realtime.events import ClientEventBase
 from tests.fake_glm import Call, Close, Expect, FakeConnection, FakeGLMServer, Send, Stall
 from tests.glm_graph import (
@@ -113,15 +117,53 @@ async def test_flapping_server_is_bounded_and_only_a_proven_connection_resets_th
         graph = build_graph(
             tmp_path, server.url, with_source=False, glm={"max_reconnect_attempts": 2}
         )
-        async with GraphRunner(graph) as runner:
-            p = probe(runner)
-            await within(p.wait_for(lambda p: bool(data_named(p, "error"))))
-            state = runner.node("glm").session.state  # type: ignore[attr-defined]
-    (error,) = data_named(p, "error")
+        error, state = await _first_error(graph)
     assert error["fatal"] is True
     assert "gave up after 3 failed connection(s)" in error["message"]
     assert len(server.connections) == 5  # 2 failures, a proven one, then 3 failures
     assert state is SessionState.FAILED
+
+
+async def _first_error(graph: Graph) -> tuple[dict[str, Any], SessionState]:
+    """Run ``graph`` until its glm node reports an error: that error, the session state."""
+    async with GraphRunner(graph) as runner:
+        p = probe(runner)
+        await within(p.wait_for(lambda p: bool(data_named(p, "error"))))
+        state = runner.node("glm").session.state  # type: ignore[attr-defined]
+    (error,) = data_named(p, "error")
+    return error, state
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"ws://127.0.0.1:{sock.getsockname()[1]}/api/paas/v4/realtime"
+
+
+async def test_a_refused_first_connection_fails_at_once_with_the_cause(tmp_path: Path) -> None:
+    """5 attempts 60 s apart are allowed; a URL nothing listens on is not retried."""
+    delays = {"reconnect_base_delay_ms": 60_000, "reconnect_max_delay_ms": 60_000}
+    graph = build_graph(tmp_path, _closed_port_url(), with_source=False, glm=delays)
+    error, state = await _first_error(graph)
+    assert error["fatal"] is True
+    assert "cannot reach ws://127.0.0.1:" in error["message"]
+    assert "not retried" in error["message"]
+    assert state is SessionState.FAILED
+
+
+async def test_once_a_socket_opened_a_refused_connect_is_retried() -> None:
+    with pytest.raises(ConnectError) as refused:
+        await connect(_closed_port_url(), api_key=KEY)
+    first = ReconnectPolicy(5, 0.5, 8.0)
+    first.connecting()
+    assert isinstance(first.lost(refused.value), GiveUp)
+    worked = ReconnectPolicy(5, 0.5, 8.0)
+    worked.connecting()
+    worked.opened()
+    for _ in range(5):
+        worked.connecting()
+        assert isinstance(worked.lost(refused.value), float)
+    assert isinstance(worked.lost(refused.value), GiveUp)  # still bounded
 
 
 def _sine(samples: int, freq: float) -> bytes:

@@ -27,8 +27,9 @@ Delivery semantics:
 * A node receives messages once its ``on_init`` has returned. From the moment its
   ``on_stop`` is called it receives nothing more: data and frames for it are dropped
   and commands to it answer ERROR.
-* An exception in ``on_data``/``on_audio_frame`` is logged with the node name and
-  the node keeps receiving.
+* An exception in ``on_data``/``on_audio_frame`` is logged in one line with the node name
+  and the error (a traceback with the first; bounded, see :mod:`.failures`) and the node
+  keeps receiving.
 * On a normal stop the queues are drained first (up to ``drain_timeout``), so a sink
   gets every frame a finished source sent; on cancellation or error they are not.
 
@@ -48,6 +49,7 @@ from typing import Any, TypeVar
 from .env import AsyncTenEnv
 from .errors import NodeError
 from .extension import Extension
+from .failures import FailureLog
 from .graph import Graph, MsgKind, NodeSpec
 from .messages import AudioFrame, Cmd, CmdResult, Data
 
@@ -73,6 +75,10 @@ class _Node:
     start_called: bool = False
     stopping: bool = False
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    failures: FailureLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.failures = FailureLog(self.env.logger, self.spec.name)
 
 
 @dataclass(eq=False)
@@ -366,11 +372,9 @@ class GraphRunner:
                     await node.ext.on_audio_frame(node.env, msg)
                 else:
                     await node.ext.on_data(node.env, msg)
-            except Exception:
+            except Exception as exc:
                 kind = "on_audio_frame" if isinstance(msg, AudioFrame) else "on_data"
-                node.env.logger.exception(
-                    "node '%s' failed in %s('%s')", node.spec.name, kind, msg.get_name()
-                )
+                node.failures.record(kind, msg.get_name(), exc)
             finally:
                 node.inbox.task_done()
 

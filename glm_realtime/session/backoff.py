@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from realtime.errors import Disposition, classify
+from realtime.errors import Disposition, classify, unreachable
 
 __all__ = ["Backoff", "GiveUp", "ReconnectPolicy"]
 
@@ -48,6 +48,11 @@ class ReconnectPolicy:
     while: the caller says when). One that reaches ``session.created`` and dies at once is
     a failure like one that never opened, so a flapping server is bounded by
     ``max_attempts``.
+
+    Until a socket has opened once, a connect that finds nothing at the address (the
+    name does not resolve, the connection is refused) gives up at once with that cause:
+    the URL is wrong or there is no network, and retrying only delays saying so. Once one
+    has opened, the same failures are retried (the server restarts, the network returns).
     """
 
     def __init__(
@@ -57,10 +62,15 @@ class ReconnectPolicy:
         self.failures = 0
         self._backoff = Backoff(base_s, cap_s, rng)
         self._proven = False
+        self._ever_opened = False
 
     def connecting(self) -> None:
         """A new socket starts unproven."""
         self._proven = False
+
+    def opened(self) -> None:
+        """A socket opened: the address is right, later connect failures are retried."""
+        self._ever_opened = True
 
     def proven(self) -> None:
         """The current socket served the user: later failures start from scratch."""
@@ -73,6 +83,8 @@ class ReconnectPolicy:
         """The socket ended: the delay before the next attempt, or why to give up."""
         if error is not None and classify(error) is Disposition.FATAL:
             return GiveUp(f"fatal: {error}")
+        if error is not None and not self._ever_opened and unreachable(error):
+            return GiveUp(f"{error} (the first connection: not retried)")
         self.failures += 1
         if self.failures > self.max_attempts:
             return GiveUp(f"gave up after {self.failures} failed connection(s); last: {error}")

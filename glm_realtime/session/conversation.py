@@ -148,6 +148,7 @@ class Conversation:
         match item:
             case Connected(gen=gen, handshake_ms=handshake_ms) if gen == self.live_gen:
                 self.connections += 1
+                self.reconnects.opened()
                 metrics = {"kind": "connect", "connect_ms": round(handshake_ms, 1)}
                 self._emit(MetricsOut({**metrics, "connection": self.connections}))
             case ServerEventIn(gen=gen, event=event) if gen == self.live_gen:

@@ -316,13 +316,13 @@ class VoiceSession:
 
     async def _link(self, gen: int) -> None:
         cfg = self.config
-        jwt = cfg.auth == "jwt"
         error: BaseException | None = None
         try:
             async with connect(
                 cfg.url,
-                api_key=None if jwt else cfg.api_key,
-                jwt_secret=cfg.api_key if jwt else None,
+                api_key=cfg.api_key if cfg.auth == "api_key" else None,
+                jwt_secret=cfg.api_key if cfg.auth == "jwt" else None,
+                unauthenticated=cfg.auth == "none",
                 idle_timeout=cfg.heartbeat_timeout_ms / 1000,
                 close_timeout=CLOSE_TIMEOUT_S,
             ) as conn:
