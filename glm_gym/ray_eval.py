@@ -26,6 +26,7 @@ stops the runners and returns the partial report.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
@@ -308,12 +309,16 @@ def _connect(ray_options: RayOptions) -> bool:
     """Connect to (or start) Ray; True when this call started it (and should shut it down)."""
     if ray.is_initialized():
         return False
+    local = ray_options.address is None
     ray.init(
         address=ray_options.address,
-        num_cpus=ray_options.num_cpus if ray_options.address is None else None,
+        num_cpus=ray_options.num_cpus if local else None,
         include_dashboard=False,
         namespace=NAMESPACE,
         log_to_driver=False,
+        # A Ray of our own on loopback: its start-up notes ("started a local Ray", token
+        # auth on) would only cut through the progress bar. A cluster's warnings stay.
+        logging_level=logging.ERROR if local else logging.INFO,
     )
     return True
 

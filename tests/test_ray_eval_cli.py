@@ -125,6 +125,8 @@ def test_ctrl_c_on_ray_writes_the_partial_report_and_leaves_no_ray_process(
     stderr = "".join(seen) + rest
     assert proc.returncode == 130, stderr[-3000:]
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    # Only the eval's own lines: no start-up notes of its Ray cutting through the bar.
+    assert "Ray instance" not in stderr and "WARNING" not in stderr, stderr[-3000:]
 
     # The eval started this Ray itself (its session is named after the eval's pid) and its
     # daemons and runner actors were running when Ctrl-C came; none outlives the run.
