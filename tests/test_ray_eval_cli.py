@@ -49,19 +49,29 @@ def ray_tmpdir() -> Iterator[Path]:
 
 
 def ray_processes(ray_tmpdir: Path) -> dict[int, str]:
-    """pid -> command line of every live process of the Ray instance kept in ``ray_tmpdir``."""
+    """pid -> command line of every live process of the Ray instance kept in ``ray_tmpdir``:
+    those with its ``RAY_TMPDIR`` in their environment, and their descendants (a daemon may
+    start a child with an environment of its own)."""
     marker = f"RAY_TMPDIR={ray_tmpdir}".encode()
-    found = {}
+    found: dict[int, str] = {}
+    parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:  # gone meanwhile, or not ours
             continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
         if marker in environ:
             found[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    grown = True
+    while grown:
+        children = {pid for pid, ppid in parents.items() if ppid in found and pid not in found}
+        found.update((pid, f"child of {parents[pid]}") for pid in children)
+        grown = bool(children)
     return found
 
 
