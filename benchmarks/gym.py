@@ -35,50 +35,14 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 
+from benchmarks._proc import percentile, usage
 from glm_gym.client import GlmVoiceEnvClient
 
-_TICK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 SAY = "Thought: I greet the assistant.\nAction: say Hello there."
 PROBE = "Thought: I do not know what to do.\nAction: dance"
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (the ASR workers, if any)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def _usage(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) and RSS MiB of the process tree."""
-    cpu = rss = 0.0
-    for member in _tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            pages = int(Path(f"/proc/{member}/statm").read_text().split()[1])
-        except OSError:
-            continue
-        cpu += (int(fields[11]) + int(fields[12])) / _TICK
-        rss += pages * _PAGE / 2**20
-    return cpu, rss
 
 
 def _start_server(max_envs: int, asr_processes: int | None) -> tuple[subprocess.Popen[str], str]:
@@ -113,10 +77,10 @@ def _settle(pid: int, limit_s: float = 300.0) -> float:
     workers a reset answers before its session's recogniser is made there. Returns the
     seconds waited."""
     start = time.perf_counter()
-    cpu, _ = _usage(pid)
+    cpu, _ = usage(pid)
     while time.perf_counter() - start < limit_s:
         time.sleep(1.0)  # a measurement window, not a synchronisation
-        now, _ = _usage(pid)
+        now, _ = usage(pid)
         if now - cpu < 0.05:
             break
         cpu = now
@@ -128,11 +92,6 @@ def _timed_step(client: GlmVoiceEnvClient, action: str) -> tuple[float, float]:
     client.step(action)
     assert client.last_round_trip_s is not None and client.last_env_s is not None
     return client.last_round_trip_s, client.last_env_s
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main(argv: list[str]) -> int:
@@ -151,11 +110,11 @@ def main(argv: list[str]) -> int:
     proc, url = _start_server(args.envs, args.asr_processes)
     clients: list[GlmVoiceEnvClient] = []
     try:
-        cpu0, _ = _usage(proc.pid)
+        cpu0, _ = usage(proc.pid)
         # The first env loads what every env shares (recogniser model, voices): not per env.
         clients.append(GlmVoiceEnvClient(url, timeout=600))
         clients[0].reset(0)
-        _, rss0 = _usage(proc.pid)
+        _, rss0 = usage(proc.pid)
         with ThreadPoolExecutor(args.concurrency) as pool:
             start = time.perf_counter()
             more = pool.map(lambda _: GlmVoiceEnvClient(url, timeout=600), range(args.envs - 1))
@@ -163,11 +122,11 @@ def main(argv: list[str]) -> int:
             list(pool.map(lambda c: c.reset(0), clients[1:]))
             started_s = time.perf_counter() - start
             settled_s = _settle(proc.pid) + started_s
-            cpu1, rss1 = _usage(proc.pid)
+            cpu1, rss1 = usage(proc.pid)
             time.sleep(args.idle_s)  # the measurement window itself, not a synchronisation
-            cpu2, _ = _usage(proc.pid)
+            cpu2, _ = usage(proc.pid)
             steps = list(pool.map(lambda c: _timed_step(c, SAY), clients))
-            cpu3, rss3 = _usage(proc.pid)
+            cpu3, rss3 = usage(proc.pid)
             answered = sum(
                 httpx.get(f"{url}/observation", params={"id": c.env_id}).status_code == 200
                 for c in clients
@@ -211,13 +170,13 @@ def main(argv: list[str]) -> int:
         f"(turn p50 {statistics.median(turn_s):.2f} s)"
     )
     print(
-        f"  step overhead, voice steps    p50 {_pct(voice_over, 0.5):.2f} ms, "
-        f"p95 {_pct(voice_over, 0.95):.2f} ms ({len(steps)} steps, "
+        f"  step overhead, voice steps    p50 {percentile(voice_over, 0.5):.2f} ms, "
+        f"p95 {percentile(voice_over, 0.95):.2f} ms ({len(steps)} steps, "
         f"{args.concurrency} at a time)"
     )
     print(
-        f"  step overhead, instant steps  p50 {_pct(probe_over, 0.5):.2f} ms, "
-        f"p95 {_pct(probe_over, 0.95):.2f} ms ({args.probes}, one at a time)"
+        f"  step overhead, instant steps  p50 {percentile(probe_over, 0.5):.2f} ms, "
+        f"p95 {percentile(probe_over, 0.95):.2f} ms ({args.probes}, one at a time)"
     )
     print(f"  targets: >= 64 live envs, overhead p50 < 5 ms; start-up CPU {cpu1 - cpu0:.1f} s")
     return 0 if answered == args.envs else 1

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import asr_accuracy
+from benchmarks._proc import percentile, usage
 from realtime.compat import TIMEOUT_ERRORS, timeout
 
 AUDIO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "audio"
@@ -187,43 +188,21 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
     return {"refused": client.refused, "v2v": v2v, "lag": lags, "timed_out": timed_out}
 
 
-def _tree_rss_mb(root: int) -> float:
-    """RSS of ``root`` and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        total += next(
-            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")
-        )
-    return total / 1024
-
-
 def _server(args: argparse.Namespace, pace: float) -> Any:
     from glm_local.admission import default_asr_processes
     from glm_local.server import LocalRealtimeServer
 
-    options: dict[str, Any] = {"port": 0, "token": TOKEN, "pace": pace, "tts": args.tts}
-    options["asr"] = args.asr
-    options["asr_processes"] = (
-        default_asr_processes(args.asr) if args.asr_processes is None else args.asr_processes
+    return LocalRealtimeServer(
+        port=0,
+        token=TOKEN,
+        pace=pace,
+        tts=args.tts,
+        asr=args.asr,
+        asr_processes=(
+            default_asr_processes(args.asr) if args.asr_processes is None else args.asr_processes
+        ),
+        max_sessions=args.max_sessions,
     )
-    if args.max_sessions is not None:
-        options["max_sessions"] = args.max_sessions
-    return LocalRealtimeServer(**options)
 
 
 async def _speakers_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -232,7 +211,7 @@ async def _speakers_run(args: argparse.Namespace) -> dict[str, Any]:
         cpu0, wall0 = os.times(), time.monotonic()
         results = await asyncio.gather(*(_speak(server.url, i, turns, args) for i in range(args.n)))
         wall = time.monotonic() - wall0
-        rss = _tree_rss_mb(os.getpid())
+        rss = usage(os.getpid())[1]
         metrics = server.metrics()
         asr = len(server.asr_worker_pids)
     cpu1 = os.times()  # the workers have exited and been waited for: their CPU counts
@@ -256,20 +235,17 @@ async def _rounds_run(args: argparse.Namespace) -> dict[str, Any]:
     args.n, args.turns, args.speed = args.round_sessions, 1, 0.0
     rows = []
     async with _server(args, 0.0) as server:
-        idle = _tree_rss_mb(os.getpid())
+        idle = usage(os.getpid())[1]
         for round_number in range(1, args.rounds + 1):
             await asyncio.gather(*(_speak(server.url, i, turns, args) for i in range(args.n)))
             await server.drained()
             live = await server.live_recognizers()
-            rows.append((round_number, server.sessions_served, _tree_rss_mb(os.getpid()), live))
+            rows.append((round_number, server.sessions_served, usage(os.getpid())[1], live))
     return {"idle_mb": idle, "rows": rows}
 
 
 def _ms(values: list[float], q: float) -> str:
-    if not values:
-        return "-"
-    ordered = sorted(values)
-    return f"{ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000:.0f}"
+    return f"{percentile(values, q) * 1000:.0f}" if values else "-"
 
 
 def _speakers_table(rows: list[dict[str, Any]]) -> str:

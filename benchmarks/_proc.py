@@ -1,0 +1,52 @@
+"""What the benchmarks read of a process tree (Linux ``/proc``), and their percentile."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["percentile", "tree", "usage"]
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (ASR workers, Ray's processes, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def usage(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) and RSS MiB of the process tree of ``pid``."""
+    cpu = rss = 0.0
+    for member in tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            pages = int(Path(f"/proc/{member}/statm").read_text().split()[1])
+        except OSError:
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / _TICK
+        rss += pages * _PAGE / 2**20
+    return cpu, rss
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0..1) of a non-empty ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
