@@ -120,10 +120,12 @@ def prepare_app(
 ) -> dict[str, Any]:
     """A copy of ``app`` with the input, output and backend set on the graph's nodes.
 
+    ``app`` must have passed :func:`check_app` (the command line checks it before it
+    starts a backend).
+
     Raises:
-        GraphError, TurnError: As :func:`check_app`.
+        GraphError: If ``graph_name`` names no graph of ``app``.
     """
-    check_app(app, graph_name)
     app = copy.deepcopy(app)
     for node in choose_graph(app, graph_name).get("nodes", []):
         props = node.setdefault("property", {})
