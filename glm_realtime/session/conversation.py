@@ -229,7 +229,7 @@ class Conversation:
         self._set_state(SessionState.STOPPED)
         self.calls.clear()
         if self.live_gen is not None:
-            self._emit(CloseSocket(self.live_gen, 1000, "client stopped"))
+            self._emit(CloseSocket(1000, "client stopped"))
         self.live_gen = None
         self.ready = False
 
@@ -242,7 +242,7 @@ class Conversation:
             case ev.SessionCreated():
                 self._session_created(event)
             case ev.ErrorEvent(error=error) if error.code in FATAL_SERVER_CODES:
-                self._emit(CloseSocket(self.live_gen or 0, 1000, "fatal server error"))
+                self._emit(CloseSocket(1000, "fatal server error"))
                 self._lost(ServerError(error.code, error.message, error.type))
             case ev.ErrorEvent(error=error):
                 logger.warning("! server error %s: %s", error.code, error.message)

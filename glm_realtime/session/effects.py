@@ -49,9 +49,8 @@ class Connect:
 
 @dataclass(frozen=True)
 class CloseSocket:
-    """Close socket ``gen`` now; the core has already let it go."""
+    """Close the current socket now; the core has already let it go."""
 
-    gen: int
     code: int
     reason: str
 
