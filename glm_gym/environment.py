@@ -254,8 +254,8 @@ class VoiceEnv:
             await self._let_finish(call, turn)
             start = turn.playing_until or 0.0  # a polite caller lets the assistant finish
         if isinstance(action, Wait):
-            target_ms = max(caller.now_ms(), start) + action.seconds * 1000
             turn.from_ms = max(caller.now_ms(), start)
+            target_ms = turn.from_ms + action.seconds * 1000
             caller.fast_forward(target_ms)
             await caller.wait_until(target_ms + WAIT_GRACE_MS)
             if turn.answers(collector):
@@ -276,9 +276,8 @@ class VoiceEnv:
     @staticmethod
     def _barge_target(collector: Collector) -> Reply | None:
         """The reply a barge-in speaks over: the one streaming, else the last one."""
-        current = collector.current
-        if current is not None and current.first_audio_ms is not None:
-            return current
+        if still_speaking(collector):
+            return collector.current
         return collector.replies[-1] if collector.replies else None
 
     async def _let_finish(self, call: Call, turn: Turn) -> None:

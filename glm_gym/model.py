@@ -19,7 +19,6 @@ __all__ = [
     "CreateBody",
     "Detail",
     "EnvState",
-    "ErrorBody",
     "ResetBody",
     "StepBody",
 ]
@@ -91,9 +90,3 @@ class Closed(BaseModel):
 
     id: str
     closed: bool
-
-
-class ErrorBody(BaseModel):
-    """Every non-2xx answer."""
-
-    error: str

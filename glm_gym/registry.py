@@ -137,7 +137,7 @@ class EnvRegistry:
         self._stopping = False
         self._reaper: asyncio.Task[None] | None = None
         self.metrics = GymMetrics()
-        self.metrics.gauge("glm_gym_live_envs", "Envs created and not closed.", self._live)
+        self.metrics.gauge("glm_gym_live_envs", "Envs created and not closed.", lambda: self.live)
 
     @property
     def live(self) -> int:
@@ -148,9 +148,6 @@ class EnvRegistry:
         """Whether a step or reset is running on a live env."""
         entry = self._table.get(env_id)
         return entry is not None and entry.task is not None
-
-    def _live(self) -> float:
-        return len(self._table)
 
     async def __aenter__(self) -> EnvRegistry:
         if self.ttl_s > 0:

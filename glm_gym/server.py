@@ -71,13 +71,14 @@ class GymSettings:
 
 
 def _open_backend(settings: GymSettings) -> Backend:
-    from glm_gym.backends import GlmBackend, LocalBackend
+    from glm_gym.backends import GLM_URL, GlmBackend, LocalBackend
 
     if settings.backend == "glm":
-        key, cap = settings.glm_api_key or "", settings.glm_max_sessions
-        if settings.glm_url:
-            return GlmBackend(api_key=key, url=settings.glm_url, max_sessions=cap)
-        return GlmBackend(api_key=key, max_sessions=cap)
+        return GlmBackend(
+            api_key=settings.glm_api_key or "",
+            url=settings.glm_url or GLM_URL,
+            max_sessions=settings.glm_max_sessions,
+        )
     return LocalBackend(realtime=settings.realtime, asr_processes=settings.asr_processes)
 
 

@@ -20,6 +20,7 @@ action's Thought (the environment's turn limit counts only valid actions).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from glm_gym.actions import ACTION_HELP, InvalidAction, parse_action
@@ -121,10 +122,4 @@ class ModelCaller:
         return _ModelTurns(self._client, scenario, seed)
 
     def usage(self) -> dict[str, int] | None:
-        usage = self._client.usage
-        return {
-            "requests": usage.requests,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "retries": usage.retries,
-        }
+        return dataclasses.asdict(self._client.usage)
