@@ -30,13 +30,13 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from glm_gym.callers import CallerOptions
 from glm_gym.records import Clock, ScenarioRecord
 from glm_gym.report import Report
+from realtime.lifecycle import StartClose
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -144,7 +144,7 @@ def work_items(scenarios: Sequence[Scenario], trials: int, seed: int = 0) -> lis
     return sorted(items, key=lambda item: (item.trial, derive_seed(seed, item)))
 
 
-class ItemRunner:
+class ItemRunner(StartClose):
     """Runs conversations on one backend it owns; ``run`` is safe to call concurrently.
 
     ``gate`` wraps each conversation (Ray passes the cluster-wide GLM session cap);
@@ -187,21 +187,17 @@ class ItemRunner:
         """What the caller model spent so far (None for the script)."""
         return self._caller.usage() if self._caller is not None else None
 
-    async def __aenter__(self) -> ItemRunner:
+    async def start(self) -> None:
+        """Open the caller, then the backend (none through a gym server)."""
         from glm_gym.callers import open_caller
 
         # The caller first: a refused key or an unknown model fails before a backend starts.
         self._caller = await self._stack.enter_async_context(open_caller(self._options.caller))
         if self._options.server_url is None:
             self._backend = await self._stack.enter_async_context(self._open_backend())
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Close the backend and the caller; safe to call more than once."""
         await self._stack.aclose()
         self._backend = None
         self._caller = None

@@ -99,7 +99,7 @@ class RunnerActor:
             await self._cap.release.remote(self._name)
 
     async def start(self) -> dict[str, Any]:
-        await self._runner.__aenter__()
+        await self._runner.start()
         return {
             "name": self._name,
             "pid": os.getpid(),
@@ -112,4 +112,4 @@ class RunnerActor:
         return record.model_dump(mode="json")
 
     async def stop(self) -> None:
-        await self._runner.__aexit__(None, None, None)
+        await self._runner.close()
