@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from glm_gym.callers import CallerConfigError, CallerUnavailable
+from glm_gym.http_retry import retry_after_s
 from realtime.lifecycle import StartClose
 
 __all__ = ["ChatClient", "Usage"]
@@ -58,14 +59,6 @@ def _error_message(response: httpx.Response) -> tuple[str, str]:
     else:
         message, code = str(error or body), ""
     return " ".join(message.split())[:MESSAGE_CHARS], code
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return min(max(float(value), 0.0), MAX_DELAY_S) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: use the backoff
 
 
 class ChatClient(StartClose):
@@ -159,7 +152,9 @@ class ChatClient(StartClose):
                     f"the caller model at {self.endpoint} answered {response.status_code} "
                     f"{attempt + 1} times ({message or response.reason_phrase})"
                 )
-            await self._backoff(attempt, _retry_after_s(response), str(response.status_code))
+            await self._backoff(
+                attempt, retry_after_s(response, MAX_DELAY_S), str(response.status_code)
+            )
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _backoff(self, attempt: int, retry_after_s: float | None, why: str) -> None:

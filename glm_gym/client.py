@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from glm_gym.agentenv_compat import BaseEnvClient, BaseTask, ConversationMessage, StepOutput
+from glm_gym.http_retry import retry_after_s
 from glm_realtime.session.backoff import Backoff
 
 __all__ = [
@@ -269,7 +270,7 @@ class GlmVoiceEnvClient(BaseEnvClient):
             else:
                 if response.status_code == 503:
                     last = _message(response)
-                    wait_s = _retry_after(response)
+                    wait_s = retry_after_s(response, _MAX_RETRY_AFTER_S)
                 else:
                     answer = _answer(response)
                     self.last_round_trip_s = time.perf_counter() - start
@@ -333,11 +334,4 @@ def _env_seconds(response: httpx.Response) -> float | None:
     try:
         return float(timing.removeprefix("env;dur=")) / 1000
     except ValueError:
-        return None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return min(float(response.headers["Retry-After"]), _MAX_RETRY_AFTER_S)
-    except (KeyError, ValueError):
         return None
