@@ -54,7 +54,7 @@ def default_asr_processes(asr: str = "pocketsphinx") -> int:
     in-process, pocketsphinx holds the GIL, so all recognition shares one core. whisper
     computes without the GIL, so a worker would only add a copy of its model.
     """
-    if asr != "pocketsphinx":
+    if asr == "whisper":
         return 0
     cores = os.cpu_count() or 1
     return min(cores, MAX_PROCESSES) if cores > 1 else 0
