@@ -79,6 +79,8 @@ class ServerMetrics:
 
     sessions: int
     """Sessions being served now."""
+    peak_sessions: int
+    """Most sessions served at once so far."""
     sessions_served: int
     sessions_refused: int
     """Refused over ``max_sessions`` (error 1302, close 1013)."""

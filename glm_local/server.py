@@ -184,8 +184,10 @@ class LocalRealtimeServer(StartClose):
         self._max_lag_ended = 0.0
         self.path = PATH
         self.sessions: set[LocalSession] = set()
-        """The sessions currently connected."""
+        """The sessions currently connected (what admission counts)."""
         self.sessions_served = 0
+        self._peak_sessions = 0
+        self._unreleased = 0  # sessions connected, or closed and still freeing what they held
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
         self._server: Server | None = None
@@ -224,6 +226,7 @@ class LocalRealtimeServer(StartClose):
         lags = [self._max_lag_ended, *(s.clock.max_lag_s for s in self.sessions)]
         return ServerMetrics(
             sessions=len(self.sessions),
+            peak_sessions=self._peak_sessions,
             sessions_served=self.sessions_served,
             sessions_refused=self.sessions_refused,
             connections_refused=self.connections_refused,
@@ -372,17 +375,25 @@ class LocalRealtimeServer(StartClose):
             return
         session = LocalSession(ws, self._resources)
         self.sessions.add(session)
+        self._peak_sessions = max(self._peak_sessions, len(self.sessions))
+        self._unreleased += 1
         self._no_sessions.clear()
         self.sessions_served += 1
         logger.info("session %s connected from %s", session.id, ws.remote_address)
         try:
-            await session.run()
+            await session.serve()
         except Exception:
             logger.exception("session %s crashed; closing it", session.id)
             await ws.close(1011, "internal error")
         finally:
+            # Over for admission once its socket is closed: a client that closes a session
+            # and opens the next (a session cap of its own) is not refused for our clean-up.
             self.sessions.discard(session)
             self._max_lag_ended = max(self._max_lag_ended, session.clock.max_lag_s)
-            if not self.sessions:
-                self._no_sessions.set()
+            try:
+                await session.release()
+            finally:
+                self._unreleased -= 1
+                if not self._unreleased:
+                    self._no_sessions.set()
             logger.info("session %s ended (close code %s)", session.id, ws.close_code)

@@ -101,8 +101,12 @@ class LocalSession:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self) -> None:
-        """Greet, then serve until the socket closes or the session fails; cleans up."""
+    async def serve(self) -> None:
+        """Greet, then serve until the socket closes or the session fails; stops its tasks.
+
+        Then :meth:`release` frees what it holds: the server counts the session as over
+        (for admission) in between, so a caller's next session need not wait for it.
+        """
         try:
             await self._send(ev.Heartbeat(type="heartbeat"))
             await self._send(ev.SessionCreated(type="session.created", session=self._info()))
@@ -114,7 +118,10 @@ class LocalSession:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self._stop_tasks()
-            await self._res.blocking.run(self._listener.close)
+
+    async def release(self) -> None:
+        """Free the recogniser (after :meth:`serve`)."""
+        await self._res.blocking.run(self._listener.close)
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=f"glm-local:{self.id}:{what}")

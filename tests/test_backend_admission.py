@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 
 import pytest
 
@@ -117,3 +119,34 @@ async def test_a_session_far_behind_its_audio_is_logged_and_counted(
     assert metrics.lagging_sessions == 1 and metrics.max_lag_s > 1.0
     behind = [r for r in caplog.records if "behind its audio" in r.getMessage()]
     assert [r.levelno for r in behind] == [level] and session.id in behind[0].getMessage()
+
+
+async def test_a_session_whose_socket_closed_frees_its_admission_before_its_clean_up_ends() -> None:
+    """With max_sessions=1, a caller who connects while the previous session is still
+    freeing its recogniser (its socket closed) is served, not refused: a client that
+    closes one session and opens the next keeps within the cap (the gym's and Ray's
+    session caps rely on it), and drained() still waits for the clean-up."""
+    async with LocalRealtimeServer(port=0, token=TOKEN, pace=0, max_sessions=1) as server:
+        first = await admitted(server)
+        (session,) = server.sessions
+        cleaning, release = threading.Event(), threading.Event()
+        close_listener = session._listener.close
+
+        def slow_close() -> None:
+            cleaning.set()
+            release.wait(TIMEOUT)
+            close_listener()
+
+        session._listener.close = slow_close  # type: ignore[method-assign]
+        try:
+            await first.conn.close()
+            assert await asyncio.to_thread(cleaning.wait, TIMEOUT)
+            second = await admitted(server)  # refused with 1302 when clean-up held the slot
+            assert server.metrics().sessions == 1
+            await second.conn.close()
+        finally:
+            release.set()
+        async with timeout(TIMEOUT):
+            await server.drained()
+        metrics = server.metrics()
+    assert (metrics.sessions_served, metrics.sessions_refused) == (2, 0)

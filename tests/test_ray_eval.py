@@ -165,37 +165,25 @@ async def test_a_conversation_whose_runner_died_on_every_attempt_is_an_error_rec
     assert report.summary["errors"]["records_with_errors"] == len(lost)
 
 
-class CountingServer(LocalRealtimeServer):
-    """The embedded backend standing in for GLM, counting its concurrent sessions."""
-
-    live = 0
-    most = 0
-
-    async def _handle(self, ws: Any) -> None:
-        self.live += 1
-        self.most = max(self.most, self.live)
-        try:
-            await super()._handle(ws)
-        finally:
-            self.live -= 1
-
-
 async def test_the_glm_session_cap_holds_across_runners(local_ray: Any) -> None:
     short = select_scenarios(load_scenarios(), ["small-talk-hello"])
     token = "cap-test.secret"
-    async with CountingServer("127.0.0.1", 0, token) as server:
+    # The stand-in for GLM refuses a third session at once, as GLM does over its cap.
+    async with LocalRealtimeServer("127.0.0.1", 0, token, max_sessions=2) as server:
         options = EvalOptions(backend="glm", glm_url=server.url, max_sessions=2, seed=SEED)
         report = await run_ray_eval(
             short, options, RayOptions(actors=2), concurrency=4, trials=4, api_key=token
         )
-    assert server.sessions_served == 4 and server.most == 2  # 4 slots, never over the cap
+        metrics = server.metrics()
+    assert (metrics.sessions_served, metrics.sessions_refused) == (4, 0)
+    assert metrics.peak_sessions == 2  # 4 slots, never over the cap
     assert report.meta["ray"]["session_cap"]["max_in_use"] == 2
     assert [r.errors for r in report.records] == [[]] * 4
     assert report.meta["clock"] == "wall"
     assert token not in report.to_json()
 
 
-class KillingServer(CountingServer):
+class KillingServer(LocalRealtimeServer):
     """Kills the process of the runner whose conversation opens the first session."""
 
     runner_pid: int | None = None
