@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from glm_gym.actions import BargeIn, HangUp, InvalidAction, Say, Wait, parse_action
@@ -47,6 +46,7 @@ from glm_gym.collector import Collector, Reply
 from glm_gym.conversation import VAD_SILENCE_MS, Call, call_length_ms, said_by_turn
 from glm_gym.criteria import judge
 from glm_gym.observations import brief_text, turn_text
+from glm_gym.records import StepResult
 from glm_gym.scenarios import Scenario
 from glm_gym.turns import Turn, still_speaking
 from realtime.compat import TIMEOUT_ERRORS, timeout
@@ -57,16 +57,6 @@ TAIL_MS = VAD_SILENCE_MS + FRAME_MS
 """Silence after a line that goes out with it (the server VAD needs it to end the turn)."""
 WAIT_GRACE_MS = 500.0
 """After a ``wait``, how long the assistant has to start speaking."""
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What reset and step return."""
-
-    observation: str
-    reward: float
-    done: bool
-    info: dict[str, Any]
 
 
 class VoiceEnv:
