@@ -66,7 +66,6 @@ class WorkerDied(RuntimeError):
 
 def _serve(conn: Connection, asr: RecognizerName) -> None:
     """A worker's main loop: one model, many recognisers, one request at a time."""
-    from glm_local.speech._memory import return_freed_memory
     from glm_local.speech.asr import live_recognizers
 
     new_recognizer = recognizer_factory(asr)
@@ -85,7 +84,6 @@ def _serve(conn: Connection, asr: RecognizerName) -> None:
                 recognizer = recognizers.pop(rid, None)
                 if recognizer is not None:
                     recognizer.close()
-                    return_freed_memory()
             elif op == "live":
                 result = live_recognizers()
             elif op == "feed":
