@@ -26,7 +26,7 @@ import os
 import platform
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -54,7 +54,6 @@ __all__ = [
     "build_report",
     "derive_seed",
     "run_eval",
-    "select_scenarios",
     "work_items",
 ]
 
@@ -115,23 +114,6 @@ def derive_seed(seed: int, item: WorkItem) -> int:
     """A per-conversation seed, the same in every process (sha256, not ``hash()``)."""
     digest = hashlib.sha256(f"{seed}:{item.scenario_id}:{item.trial}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
-
-
-def select_scenarios(scenarios: Sequence[Scenario], only: Iterable[str]) -> list[Scenario]:
-    """The scenarios named by id or category in ``only`` (empty: all), in file order."""
-    wanted = [name.strip() for name in only if name.strip()]
-    if not wanted:
-        return list(scenarios)
-    ids = {s.id for s in scenarios}
-    categories = {s.category for s in scenarios}
-    unknown = [name for name in wanted if name not in ids and name not in categories]
-    if unknown:
-        raise EvalError(
-            f"--only: no scenario id or category {', '.join(map(repr, unknown))}; "
-            f"categories are {', '.join(sorted(categories))} (ids: see the scenario file)"
-        )
-    chosen = set(wanted)
-    return [s for s in scenarios if s.id in chosen or s.category in chosen]
 
 
 def work_items(scenarios: Sequence[Scenario], trials: int, seed: int = 0) -> list[WorkItem]:

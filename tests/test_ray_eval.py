@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from glm_gym.eval_cli import use_loopback_ray
-from glm_gym.evaluation import EvalOptions, WorkItem, run_eval, select_scenarios
+from glm_gym.evaluation import EvalOptions, WorkItem, run_eval
 from glm_gym.report import Report
 
 pytestmark = pytest.mark.speech
@@ -25,7 +25,7 @@ use_loopback_ray()
 ray = pytest.importorskip("ray")
 
 from glm_gym.ray_eval import RayOptions, run_ray_eval  # noqa: E402  (after the loopback setting)
-from glm_gym.scenarios import load_scenarios  # noqa: E402
+from glm_gym.scenarios import load_scenarios, select_scenarios  # noqa: E402
 from glm_local.server import LocalRealtimeServer  # noqa: E402
 from realtime.compat import timeout  # noqa: E402
 
