@@ -32,13 +32,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from glm_gym.evaluation import Collector, EvalError, EvalOptions, WorkItem, build_report, work_items
+from glm_gym.evaluation import Collector, EvalError, EvalOptions, EvalRun, WorkItem
 from glm_gym.ray_actors import RunnerActor, SessionCap
 from glm_gym.records import ScenarioRecord
 from glm_gym.report import Report
@@ -336,12 +335,8 @@ async def run_ray_eval(
     api_key: str | None = None,
 ) -> Report:
     """Run every (scenario, trial) on Ray actors; the same report as ``run_eval``."""
-    if concurrency < 1:
-        raise EvalError(f"concurrency must be >= 1, got {concurrency}")
-    items = work_items(scenarios, trials, options.seed)
-    collector = Collector(total=len(items), on_record=on_record)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    started = time.perf_counter()
+    run = EvalRun(scenarios, options, concurrency=concurrency, trials=trials, on_record=on_record)
+    items = run.items
     owns_ray = _connect(ray_options)
     cap: Any = None
     try:
@@ -354,14 +349,14 @@ async def run_ray_eval(
             list(scenarios),
             options,
             ray_options,
-            collector,
+            run.collector,
             actors=actors,
             slots=slots,
             cap=cap,
             on_dispatch=on_dispatch,
             api_key=api_key,
         )
-        complete = await dispatcher.run(items, stop or asyncio.Event(), started)
+        complete = await dispatcher.run(items, stop or asyncio.Event(), run.started)
         cap_stats = await cap.stats.remote() if cap is not None else None
     finally:
         if cap is not None:
@@ -380,11 +375,7 @@ async def run_ray_eval(
             "runner_deaths": dispatcher.deaths,
             "session_cap": cap_stats,
         },
-        "concurrency": actors * slots,
-        "started_at": started_at,
-        "setup_s": dispatcher.setup_s,
-        "wall_s": time.perf_counter() - started,
-        "complete": complete,
-        "planned": collector.total,
     }
-    return build_report(collector.records, options=options, trials=trials, meta=meta)
+    return run.report(
+        meta, concurrency=actors * slots, setup_s=dispatcher.setup_s, complete=complete
+    )
