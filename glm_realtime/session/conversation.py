@@ -94,6 +94,7 @@ class Conversation:
         self.config = config
         self.clock = clock
         self.state = SessionState.IDLE
+        self.failure: BaseException | None = None  # what ended it FAILED, if an error did
         self.memory = ChatMemory(config.max_history)
         packer = UplinkPacker(
             config.input_audio_format, wav_rate=config.input_sample_rate, packet_ms=config.packet_ms
@@ -220,6 +221,7 @@ class Conversation:
 
     def _fail(self, error: BaseException | None, reason: str) -> None:
         self._set_state(SessionState.FAILED)
+        self.failure = error
         self.calls.clear()
         code = getattr(error, "code", None) or getattr(error, "status", None)
         logger.error("! %s", reason)

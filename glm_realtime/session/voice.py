@@ -98,6 +98,11 @@ class VoiceSession:
         return self.core.state
 
     @property
+    def failure(self) -> BaseException | None:
+        """The error that made the session FAILED (None if none did, or not failed)."""
+        return self.core.failure
+
+    @property
     def ready(self) -> bool:
         """A session is configured and audio flows."""
         return self.core.ready
