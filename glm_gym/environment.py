@@ -89,11 +89,6 @@ class VoiceEnv:
         """The scenario of the current call."""
         return None if self._call is None else self._call.scenario
 
-    @property
-    def clock(self) -> str:
-        """``virtual`` or ``wall``: what the latencies in ``info`` are measured on."""
-        return "virtual" if self.backend.virtual_clock else "wall"
-
     def observation(self) -> str:
         """The last observation."""
         return self._last.observation
@@ -138,7 +133,7 @@ class VoiceEnv:
         caller.listen(False)
         greeting = collector.replies[0] if collector.replies else collector.current
         greeting_text = greeting.text if greeting else ""
-        latencies: dict[str, Any] = {"clock": self.clock}
+        latencies: dict[str, Any] = {"clock": self.backend.clock}
         if greeting is not None and greeting.first_audio_ms is not None:
             latencies["greeting_ms"] = round(greeting.first_audio_ms, 1)
         info = {
@@ -221,7 +216,7 @@ class VoiceEnv:
             call.world,
             first_call,
             barged=barged,
-            clock=self.clock,
+            clock=self.backend.clock,
         )
         self._interrupted = self._interrupted or extra["interrupted"]
         if isinstance(action, Wait) and any(r.text for r in turn.answers(collector)):
@@ -358,7 +353,7 @@ class VoiceEnv:
             "world": copy.deepcopy(call.world.state),
             **extra,
         }
-        info.setdefault("latencies", {"clock": self.clock})
+        info.setdefault("latencies", {"clock": self.backend.clock})
         observation = turn_text(info, done=done)
         return StepResult(observation, verdict.reward, done, info)
 
