@@ -152,23 +152,28 @@ class _Worker:
             WorkerDied: the worker exited or failed to load.
         """
         with self.lock:
-            if self.ready:
-                return True
-            try:
-                if not self.conn.poll(timeout):
-                    return False
-                status, _ = self.conn.recv()
-            except (EOFError, OSError) as exc:
-                raise self._gone() from exc
-            if status != "ready":
-                raise self._gone()
-            self.ready = True
+            return self._read_ready(timeout)
+
+    def _read_ready(self, timeout: float) -> bool:
+        """:meth:`wait_ready` with ``lock`` held."""
+        if self.ready:
             return True
+        try:
+            if not self.conn.poll(timeout):
+                return False
+            status, _ = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise self._gone() from exc
+        if status != "ready":
+            raise self._gone()
+        self.ready = True
+        return True
 
     def call(self, op: str, rid: int, arg: bytes | None = None) -> Any:
-        if not self.wait_ready(_START_TIMEOUT_S):
-            raise WorkerDied(f"ASR worker {self.index} did not start in time")
+        """One round trip, ``lock`` held throughout (after the "ready" message, if unread)."""
         with self.lock:
+            if not self._read_ready(_START_TIMEOUT_S):
+                raise WorkerDied(f"ASR worker {self.index} did not start in time")
             if self.failed:
                 raise self._gone()
             try:
