@@ -8,7 +8,9 @@ imports only click; the eval, rich and matplotlib load when the command runs, Ra
 ``--ray``.
 
 Ctrl-C stops the run: the conversations in flight are cancelled (on Ray too), the report
-of those that finished is written, marked partial, and the exit code is 130.
+of those that finished is written, marked partial, and the exit code is 130. That holds
+from the moment the options are accepted, also before a conversation (or Ray) started:
+the report is then empty.
 """
 
 from __future__ import annotations
@@ -174,18 +176,20 @@ def eval_command(
     progress = _import_progress()
     total = len(scenarios) * trials
     where = f"Ray ({ray_address})" if ray_address else options.server_url or "in process"
-    click.echo(
-        f"eval: {len(scenarios)} scenarios x {trials} trials on the {chosen} backend, "
-        f"{where}, {options.clock} clock, caller {caller.label}",
-        err=True,
-    )
-    with progress(total) as on_record:
-        try:
-            report = asyncio.run(
-                _run(scenarios, options, ray_options, concurrency, trials, on_record, api_key)
+    with _EarlyCtrlC() as early:
+        click.echo(
+            f"eval: {len(scenarios)} scenarios x {trials} trials on the {chosen} backend, "
+            f"{where}, {options.clock} clock, caller {caller.label}",
+            err=True,
+        )
+        with progress(total) as on_record:
+            run = _run(
+                scenarios, options, ray_options, concurrency, trials, on_record, api_key, early
             )
-        except CallerError as exc:  # a refused key, an unknown model: no report to write
-            raise click.ClickException(str(exc)) from None
+            try:
+                report = asyncio.run(run)
+            except CallerError as exc:  # a refused key, an unknown model: no report to write
+                raise click.ClickException(str(exc)) from None
     paths = report.write(out_dir)
     for line in _summary(report):
         click.echo(line)
@@ -193,6 +197,26 @@ def eval_command(
     if not report.complete:
         click.echo("interrupted: the report holds the conversations that finished", err=True)
         sys.exit(EXIT_INTERRUPTED)
+
+
+class _EarlyCtrlC:
+    """Ctrl-C before the run's loop takes SIGINT over: kept (``hit``), not click's bare
+    "Aborted.". Imports, the progress bar and the loop's start come first; the run then
+    starts stopped and writes its (empty) partial report as for a later Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _EarlyCtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self.hit = True
 
 
 def use_loopback_ray() -> None:
@@ -233,12 +257,15 @@ async def _run(
     trials: int,
     on_record: Any,
     api_key: str | None,
+    early: _EarlyCtrlC,
 ) -> Report:
     from glm_gym.evaluation import run_eval
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    if early.hit:  # a Ctrl-C came before this handler: stop at once
+        stop.set()
     try:
         if ray_options is None:
             return await run_eval(

@@ -161,3 +161,43 @@ def test_ctrl_c_on_ray_writes_the_partial_report_and_leaves_no_ray_process(
     assert all(r["attempts"] == 1 and not r["errors"] for r in report["records"])
     assert "partial" in (tmp_path / "report.md").read_text()
     assert f"/{len(keys)}" in stdout.splitlines()[0]  # "passed P/N" of these records only
+
+
+def test_ctrl_c_as_the_ray_eval_starts_writes_the_empty_partial_report(
+    tmp_path: Path, ray_tmpdir: Path
+) -> None:
+    """Ctrl-C the moment the run is announced, before its Ray or any runner started: the
+    same end as a later Ctrl-C (the partial report, here empty; exit code 130), not a bare
+    "Aborted.". The signal goes to the eval alone: its Ray is not started yet (the whole
+    group, Ray's processes in it, is the test above)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-c", "from glm_realtime.cli import main; main()", "eval",
+            "--ray", "--actors", "2", "--only", ",".join(SLICE), "--out", str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RAY_TMPDIR": str(ray_tmpdir)},
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        announced = proc.stderr.readline()  # "eval: N scenarios x ...": Ctrl-C is its own now
+        assert announced.startswith("eval: "), announced
+        os.kill(proc.pid, signal.SIGINT)
+        stdout, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # the test failed: leave nothing running
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    stderr = announced + rest
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "interrupted" in stderr and "Aborted" not in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["records"] == [] and report["meta"]["runner"] == "ray"
+    assert report["meta"]["complete"] is False and report["meta"]["planned"] == len(SLICE)
+    assert "partial" in (tmp_path / "report.md").read_text()
+    assert stdout.startswith("passed 0/0"), stdout
+    assert wait_exited(list(ray_processes(ray_tmpdir)), EXITED_WITHIN_S) == []
