@@ -168,8 +168,6 @@ def eval_command(
         )
         if ray_address is not None and options.server_url is not None:
             raise EvalError("--ray and --server do not combine: Ray actors run the envs")
-        if ray_address is not None and caller.kind != "scripted":
-            raise EvalError("--caller openai does not run on --ray yet: run it in process")
         ray_options = _ray_options(ray_address, actors, max_attempts)
     except (ScenarioError, EvalError, CallerError) as exc:
         raise click.UsageError(str(exc)) from exc
