@@ -33,7 +33,12 @@ def tree(pid: int) -> list[int]:
 
 
 def usage(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) and RSS MiB of the process tree of ``pid``."""
+    """CPU seconds and RSS MiB of the process tree of ``pid``.
+
+    The CPU counts user + system time of the live members and of the descendants they
+    reaped (Ray's actors once killed, ASR workers replaced), so a difference of two
+    readings is what the tree computed in between.
+    """
     cpu = rss = 0.0
     for member in tree(pid):
         try:
@@ -41,7 +46,7 @@ def usage(pid: int) -> tuple[float, float]:
             pages = int(Path(f"/proc/{member}/statm").read_text().split()[1])
         except OSError:
             continue
-        cpu += (int(fields[11]) + int(fields[12])) / _TICK
+        cpu += sum(int(f) for f in fields[11:15]) / _TICK  # utime stime cutime cstime
         rss += pages * _PAGE / 2**20
     return cpu, rss
 

@@ -11,7 +11,9 @@ Per row: wall time of the whole eval (actors' start-up and backend load included
 ``setup`` column), scenarios per minute and audio seconds per wall second over that wall
 time, and the same over the run alone (wall minus setup). The ratio column is each row's
 run-alone throughput over the in-process row's: Ray's overhead (below 1) or its gain
-from more cores (above 1), measured in this one run.
+from more cores (above 1), measured in this one run. The CPU column is what this process
+tree computed during the row (Ray's local processes and actors included) over what the
+machine's cores could: near 100 % in process means more actors on this machine cannot gain.
 
 Run: ``python -m benchmarks eval_scale [--only CATEGORIES] [--trials K] [--actors 1,2]``.
 """
@@ -24,8 +26,10 @@ import os
 import sys
 from typing import Any
 
+from benchmarks._proc import usage
 
-def _row(name: str, actors: int | str, report: Any) -> dict[str, Any]:
+
+def _row(name: str, actors: int | str, report: Any, cpu_s: float) -> dict[str, Any]:
     meta, summary = report.meta, report.summary
     wall = meta["wall_s"]
     run = max(wall - meta.get("setup_s", 0.0), 1e-9)
@@ -41,6 +45,7 @@ def _row(name: str, actors: int | str, report: Any) -> dict[str, Any]:
         "audio_x": summary["audio_s"] / wall,
         "run_per_min": 60 * summary["records"] / run,
         "run_audio_x": summary["audio_s"] / run,
+        "cpu": cpu_s / (wall * (os.cpu_count() or 1)),
     }
 
 
@@ -53,15 +58,15 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
     print(
         "| runner | actors | concurrency | passed | setup s | wall s | scen/min | audio s/s "
-        "| run scen/min | run audio s/s | vs in-process |"
+        "| run scen/min | run audio s/s | vs in-process | CPU of the cores |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['runner']} | {r['actors']} | {r['concurrency']} | "
             f"{r['passed']}/{r['conversations']} | {r['setup_s']:.1f} | {r['wall_s']:.1f} | "
             f"{r['per_min']:.1f} | {r['audio_x']:.2f} | {r['run_per_min']:.1f} | "
-            f"{r['run_audio_x']:.2f} | {r['run_per_min'] / base:.2f}x |"
+            f"{r['run_audio_x']:.2f} | {r['run_per_min'] / base:.2f}x | {r['cpu']:.0%} |"
         )
 
 
@@ -72,9 +77,12 @@ async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     scenarios = select_scenarios(load_scenarios(), args.only.split(",") if args.only else [])
     options = EvalOptions(seed=args.seed)
+    cpu0 = usage(os.getpid())[0]
     report = await run_eval(scenarios, options, concurrency=args.concurrency, trials=args.trials)
-    rows = [_row("in-process", "-", report)]
+    cpu1 = usage(os.getpid())[0]
+    rows = [_row("in-process", "-", report, cpu1 - cpu0)]
     for actors in [int(a) for a in args.actors.split(",") if a.strip()]:
+        cpu0 = cpu1
         report = await run_ray_eval(
             scenarios,
             options,
@@ -82,7 +90,8 @@ async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             concurrency=actors * args.concurrency,
             trials=args.trials,
         )
-        rows.append(_row("ray", actors, report))
+        cpu1 = usage(os.getpid())[0]
+        rows.append(_row("ray", actors, report, cpu1 - cpu0))
         print(f"ray, {actors} actors: {report.meta['wall_s']:.1f} s", file=sys.stderr)
     return rows
 
