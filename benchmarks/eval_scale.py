@@ -11,9 +11,9 @@ Per row: wall time of the whole eval (actors' start-up and backend load included
 ``setup`` column), scenarios per minute and audio seconds per wall second over that wall
 time, and the same over the run alone (wall minus setup). The ratio column is each row's
 run-alone throughput over the in-process row's: Ray's overhead (below 1) or its gain
-from more cores (above 1), measured in this one run. The CPU column is what this process
-tree computed during the row (Ray's local processes and actors included) over what the
-machine's cores could: near 100 % in process means more actors on this machine cannot gain.
+from more cores (above 1), measured in this one run. The CPU column is how busy the
+machine's cores were during the row (``/proc/stat``, so on a quiet machine: this run):
+near 100 % in process means more actors on this machine have nothing to gain.
 
 Run: ``python -m benchmarks eval_scale [--only CATEGORIES] [--trials K] [--actors 1,2]``.
 """
@@ -26,10 +26,22 @@ import os
 import sys
 from typing import Any
 
-from benchmarks._proc import usage
+from benchmarks._proc import machine_cpu
 
 
-def _row(name: str, actors: int | str, report: Any, cpu_s: float) -> dict[str, Any]:
+class Busy:
+    """The machine's CPU busy share since the last reading."""
+
+    def __init__(self) -> None:
+        self._last = machine_cpu()
+
+    def share(self) -> float:
+        (busy0, total0), (busy1, total1) = self._last, machine_cpu()
+        self._last = (busy1, total1)
+        return (busy1 - busy0) / max(total1 - total0, 1e-9)
+
+
+def _row(name: str, actors: int | str, report: Any, cpu: float) -> dict[str, Any]:
     meta, summary = report.meta, report.summary
     wall = meta["wall_s"]
     run = max(wall - meta.get("setup_s", 0.0), 1e-9)
@@ -45,7 +57,7 @@ def _row(name: str, actors: int | str, report: Any, cpu_s: float) -> dict[str, A
         "audio_x": summary["audio_s"] / wall,
         "run_per_min": 60 * summary["records"] / run,
         "run_audio_x": summary["audio_s"] / run,
-        "cpu": cpu_s / (wall * (os.cpu_count() or 1)),
+        "cpu": cpu,
     }
 
 
@@ -77,12 +89,10 @@ async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     scenarios = select_scenarios(load_scenarios(), args.only.split(",") if args.only else [])
     options = EvalOptions(seed=args.seed)
-    cpu0 = usage(os.getpid())[0]
+    busy = Busy()
     report = await run_eval(scenarios, options, concurrency=args.concurrency, trials=args.trials)
-    cpu1 = usage(os.getpid())[0]
-    rows = [_row("in-process", "-", report, cpu1 - cpu0)]
+    rows = [_row("in-process", "-", report, busy.share())]
     for actors in [int(a) for a in args.actors.split(",") if a.strip()]:
-        cpu0 = cpu1
         report = await run_ray_eval(
             scenarios,
             options,
@@ -90,8 +100,7 @@ async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             concurrency=actors * args.concurrency,
             trials=args.trials,
         )
-        cpu1 = usage(os.getpid())[0]
-        rows.append(_row("ray", actors, report, cpu1 - cpu0))
+        rows.append(_row("ray", actors, report, busy.share()))
         print(f"ray, {actors} actors: {report.meta['wall_s']:.1f} s", file=sys.stderr)
     return rows
 
