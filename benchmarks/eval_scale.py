@@ -83,11 +83,12 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 
 async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from glm_gym.evaluation import EvalOptions, run_eval, select_scenarios
+    from glm_gym.evaluation import EvalOptions, run_eval
     from glm_gym.ray_eval import RayOptions, run_ray_eval
-    from glm_gym.scenarios import load_scenarios
+    from glm_gym.scenarios import load_scenarios, select_scenarios
 
-    scenarios = select_scenarios(load_scenarios(), args.only.split(",") if args.only else [])
+    only = [name.strip() for name in (args.only or "").split(",") if name.strip()]
+    scenarios = select_scenarios(load_scenarios(), only)
     options = EvalOptions(seed=args.seed)
     busy = Busy()
     report = await run_eval(scenarios, options, concurrency=args.concurrency, trials=args.trials)

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,16 +88,32 @@ def _turns(silence_ms: int) -> list[_Turn]:
 
 @dataclass
 class _Client:
-    """One speaker: what it sent when (stream ms -> client clock) and what it received."""
+    """One speaker: what it sent when (stream ms -> client clock) and what it received.
+
+    Received events are also counted as they come (:meth:`record`): :meth:`settled` is
+    asked on every event, and scanning all of them each time made a speaker's turns
+    quadratic in its events.
+    """
 
     events: list[tuple[float, Any]] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     sent_end_ms: list[int] = field(default_factory=list)  # stream position after each packet
     sent_at: list[float] = field(default_factory=list)
     refused: bool = False
+    counts: Counter[str] = field(default_factory=Counter)  # events received, by type
+    transcribed: int = 0  # utterances transcribed
+    worded: int = 0  # of them, those with words (each is answered)
+
+    def record(self, at: float, event: Any) -> None:
+        """Keep an event received at ``at`` and count it."""
+        self.events.append((at, event))
+        self.counts[event.type] += 1
+        if event.type.endswith("transcription.completed"):
+            self.transcribed += 1
+            self.worded += bool(event.transcript)
 
     def count(self, kind: str) -> int:
-        return sum(1 for _, e in self.events if e.type == kind)
+        return self.counts[kind]
 
     def when_sent(self, stream_ms: float) -> float:
         """When the audio at ``stream_ms`` was sent (it left in the packet that holds it)."""
@@ -105,13 +122,11 @@ class _Client:
 
     def settled(self, stops: int) -> bool:
         """A new utterance ended, was transcribed and, if it had words, answered."""
-        said = [e for _, e in self.events if e.type.endswith("transcription.completed")]
+        stopped = self.count("input_audio_buffer.speech_stopped")
         return (
-            self.count("input_audio_buffer.speech_stopped") > stops
-            and self.count("input_audio_buffer.speech_started")
-            == self.count("input_audio_buffer.speech_stopped")
-            == len(said)
-            and self.count("response.done") >= sum(1 for e in said if e.transcript)
+            stopped > stops
+            and self.count("input_audio_buffer.speech_started") == stopped == self.transcribed
+            and self.count("response.done") >= self.worded
         )
 
 
@@ -131,13 +146,13 @@ async def _speak(url: str, index: int, turns: list[_Turn], args: argparse.Namesp
             with contextlib.suppress(ConnectionClosed):
                 async for event in conn:
                     async with client.changed:
-                        client.events.append((time.monotonic(), event))
+                        client.record(time.monotonic(), event)
                         client.changed.notify_all()
 
         reader = asyncio.create_task(read(), name=f"bench:read:{index}")
         async with timeout(TURN_TIMEOUT_S), client.changed:
             await client.changed.wait_for(
-                lambda: any(e.type in ("session.created", "error") for _, e in client.events)
+                lambda: client.count("session.created") or client.count("error")
             )
         client.refused = any(e.type == "error" and e.error.code == "1302" for _, e in client.events)
         if not client.refused:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from glm_gym.caller import CallerVoice
+from glm_gym.records import Clock
 from realtime.errors import ConfigError
 from realtime.lifecycle import StartClose
 
@@ -46,6 +47,12 @@ class Backend(StartClose):
         self.waiting_sessions = 0
         self.sessions_opened = 0
 
+    @property
+    def clock(self) -> Clock:
+        """What the conversations' times are measured on: the audio timeline when
+        ``virtual_clock`` (faster than real time), else the wall clock."""
+        return "virtual" if self.virtual_clock else "wall"
+
     def node_properties(self) -> dict[str, Any]:
         """Properties of the ``glm_v2v_python`` node that point it at this backend."""
         raise NotImplementedError
@@ -54,7 +61,7 @@ class Backend(StartClose):
         """What the backend is, for ``info`` and reports (never the key)."""
         return {
             "backend": self.name,
-            "clock": "virtual" if self.virtual_clock else "wall",
+            "clock": self.clock,
             "caller_voice": self.voice.engine,
         }
 

@@ -11,7 +11,8 @@ drive the same environment the same way::
                                                              playing the brief (simulator.py)
 
 ``CallerOptions`` is picklable and never holds a key: the model's key is read from
-``OPENAI_API_KEY`` where the caller is opened.
+``OPENAI_API_KEY`` where the caller is opened (a Ray runner gets the driver's in its
+environment: :meth:`CallerOptions.key_env`).
 
 Errors of a model caller, drawn as a tree::
 
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 OPENAI_URL = "https://api.openai.com/v1"
+KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_MODEL = "gpt-4.1"  # tau2's user simulator
 CallerKind = Literal["scripted", "openai"]
 
@@ -105,6 +107,12 @@ class CallerOptions:
     def label(self) -> str:
         """What the report names the caller by: ``scripted`` or ``openai:<model>``."""
         return "scripted" if self.kind == "scripted" else f"openai:{self.model}"
+
+    def key_env(self) -> dict[str, str]:
+        """What a process that opens this caller elsewhere (a Ray runner) needs in its
+        environment from this one: the model's key, when set (never in the options)."""
+        key = os.environ.get(KEY_ENV) if self.kind == "openai" else None
+        return {KEY_ENV: key} if key else {}
 
     def describe(self) -> dict[str, Any]:
         """The report's view of the caller (never a key)."""
@@ -166,7 +174,7 @@ async def open_caller(
     client = ChatClient(
         options.url,
         options.model,
-        api_key=api_key or os.environ.get("OPENAI_API_KEY") or None,
+        api_key=api_key or os.environ.get(KEY_ENV) or None,
         temperature=options.temperature,
         retries=options.retries,
         timeout_s=options.timeout_s,

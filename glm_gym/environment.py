@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from glm_gym.actions import BargeIn, HangUp, InvalidAction, Say, Wait, parse_action
@@ -47,6 +46,7 @@ from glm_gym.collector import Collector, Reply
 from glm_gym.conversation import VAD_SILENCE_MS, Call, call_length_ms, said_by_turn
 from glm_gym.criteria import judge
 from glm_gym.observations import brief_text, turn_text
+from glm_gym.records import StepResult
 from glm_gym.scenarios import Scenario
 from glm_gym.turns import Turn, still_speaking
 from realtime.compat import TIMEOUT_ERRORS, timeout
@@ -57,16 +57,6 @@ TAIL_MS = VAD_SILENCE_MS + FRAME_MS
 """Silence after a line that goes out with it (the server VAD needs it to end the turn)."""
 WAIT_GRACE_MS = 500.0
 """After a ``wait``, how long the assistant has to start speaking."""
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What reset and step return."""
-
-    observation: str
-    reward: float
-    done: bool
-    info: dict[str, Any]
 
 
 class VoiceEnv:
@@ -98,11 +88,6 @@ class VoiceEnv:
     def scenario(self) -> Scenario | None:
         """The scenario of the current call."""
         return None if self._call is None else self._call.scenario
-
-    @property
-    def clock(self) -> str:
-        """``virtual`` or ``wall``: what the latencies in ``info`` are measured on."""
-        return "virtual" if self.backend.virtual_clock else "wall"
 
     def observation(self) -> str:
         """The last observation."""
@@ -148,7 +133,7 @@ class VoiceEnv:
         caller.listen(False)
         greeting = collector.replies[0] if collector.replies else collector.current
         greeting_text = greeting.text if greeting else ""
-        latencies: dict[str, Any] = {"clock": self.clock}
+        latencies: dict[str, Any] = {"clock": self.backend.clock}
         if greeting is not None and greeting.first_audio_ms is not None:
             latencies["greeting_ms"] = round(greeting.first_audio_ms, 1)
         info = {
@@ -231,7 +216,7 @@ class VoiceEnv:
             call.world,
             first_call,
             barged=barged,
-            clock=self.clock,
+            clock=self.backend.clock,
         )
         self._interrupted = self._interrupted or extra["interrupted"]
         if isinstance(action, Wait) and any(r.text for r in turn.answers(collector)):
@@ -368,7 +353,7 @@ class VoiceEnv:
             "world": copy.deepcopy(call.world.state),
             **extra,
         }
-        info.setdefault("latencies", {"clock": self.clock})
+        info.setdefault("latencies", {"clock": self.backend.clock})
         observation = turn_text(info, done=done)
         return StepResult(observation, verdict.reward, done, info)
 

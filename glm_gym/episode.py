@@ -1,12 +1,12 @@
 """One conversation, start to end, and the record it leaves.
 
 ``play_episode`` drives anything shaped like the environment (``reset(idx)``,
-``step(action)``, ``close()``, each giving a result with ``observation``, ``reward``,
-``done`` and ``info``): the in-process :class:`~glm_gym.environment.VoiceEnv`, or
-:class:`HttpConversation`, the same conversation through a gym server. The scripted
-caller's actions come from ``glm_gym.scripted`` unless a caller's turns are given (a model
-playing the brief: ``glm_gym.callers``), each one answering the last observation; the
-conversation is always closed, also when it fails or is cancelled. The caller's own
+``step(action)``, ``close()``, each giving a :class:`~glm_gym.records.StepResult`): the
+in-process :class:`~glm_gym.environment.VoiceEnv`, or :class:`HttpConversation`, the same
+conversation through a gym server. The scripted caller's actions come from
+``glm_gym.scripted`` unless a caller's turns are given (a model playing the brief:
+``glm_gym.callers``), each one answering the last observation; the conversation is always
+closed, also when it fails or is cancelled. The caller's own
 configuration faults (a refused key, an unknown model: ``CallerConfigError``) are not a
 conversation's error: they end the eval.
 """
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from glm_gym.callers import CallerConfigError
-from glm_gym.records import ScenarioRecord, ToolCall, TurnRecord
+from glm_gym.records import ScenarioRecord, StepResult, ToolCall, TurnRecord
 
 if TYPE_CHECKING:
     from glm_gym.callers import CallerTurns
@@ -30,27 +29,10 @@ PASS_REWARD = 1.0 - 1e-9  # reward is a product of criteria in [0, 1]; 1 is a pa
 FLAGS = ("timed_out", "interrupted", "barged_in", "hung_up")
 
 
-class StepLike(Protocol):
-    observation: str
-    reward: float
-    done: bool
-    info: dict[str, Any]
-
-
 class Conversation(Protocol):
-    async def reset(self, data_idx: int) -> StepLike: ...
-    async def step(self, action: str) -> StepLike: ...
+    async def reset(self, data_idx: int) -> StepResult: ...
+    async def step(self, action: str) -> StepResult: ...
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class HttpStep:
-    """A step's answer from a gym server, with its ``info`` from ``GET /detail``."""
-
-    observation: str
-    reward: float
-    done: bool
-    info: dict[str, Any]
 
 
 class HttpConversation:
@@ -67,11 +49,11 @@ class HttpConversation:
         self._turn_timeout_s = turn_timeout_s
         self._client: Any = None
 
-    async def _detail(self) -> HttpStep:
+    async def _detail(self) -> StepResult:
         answer = await asyncio.to_thread(self._client.detail)
-        return HttpStep(answer["observation"], answer["reward"], answer["done"], answer["info"])
+        return StepResult(answer["observation"], answer["reward"], answer["done"], answer["info"])
 
-    async def reset(self, data_idx: int) -> HttpStep:
+    async def reset(self, data_idx: int) -> StepResult:
         from glm_gym.client import GlmVoiceEnvClient
 
         if self._client is None:
@@ -84,7 +66,7 @@ class HttpConversation:
         await asyncio.to_thread(self._client.reset, data_idx)
         return await self._detail()
 
-    async def step(self, action: str) -> HttpStep:
+    async def step(self, action: str) -> StepResult:
         await asyncio.to_thread(self._client.step, action)
         return await self._detail()
 
@@ -110,7 +92,7 @@ async def play_episode(
         caller = ScriptedCaller().begin(scenario, 0)
     turns: list[TurnRecord] = []
     errors: list[str] = []
-    last: StepLike | None = None
+    last: StepResult | None = None
     try:
         last = await conversation.reset(data_idx)
         turns.append(turn_record(0, "", last))
@@ -145,7 +127,7 @@ async def play_episode(
     )
 
 
-def turn_record(index: int, action: str, result: StepLike) -> TurnRecord:
+def turn_record(index: int, action: str, result: StepResult) -> TurnRecord:
     """The typed view of one step's result (its raw ``info`` kept alongside)."""
     info = dict(result.info)
     return TurnRecord(

@@ -39,7 +39,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
-    return [name for value in values for name in value.split(",") if name.strip()]
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
 @click.command("eval")
@@ -144,12 +144,15 @@ def eval_command(
     """Play the scenarios with the scripted caller (or a model: --caller openai) and write
     a report to --out."""
     from glm_gym.callers import CallerError
-    from glm_gym.evaluation import EvalError, EvalOptions, select_scenarios
-    from glm_gym.scenarios import ScenarioError, load_scenarios
+    from glm_gym.evaluation import EvalError, EvalOptions
+    from glm_gym.scenarios import ScenarioError, UnknownScenarios, load_scenarios, select_scenarios
 
     try:
         caller = caller_from(option_values)
-        scenarios = select_scenarios(load_scenarios(scenario_path), only)
+        try:
+            scenarios = select_scenarios(load_scenarios(scenario_path), only)
+        except UnknownScenarios as exc:
+            raise EvalError(f"--only: {exc} (ids: see the scenario file)") from exc
         chosen = backend or ("glm" if api_key else "local")
         if chosen == "glm" and not api_key and not option_values["server_url"]:
             raise EvalError("--backend glm needs a key: set GLM_API_KEY or pass --api-key")
@@ -165,8 +168,6 @@ def eval_command(
         )
         if ray_address is not None and options.server_url is not None:
             raise EvalError("--ray and --server do not combine: Ray actors run the envs")
-        if ray_address is not None and caller.kind != "scripted":
-            raise EvalError("--caller openai does not run on --ray yet: run it in process")
         ray_options = _ray_options(ray_address, actors, max_attempts)
     except (ScenarioError, EvalError, CallerError) as exc:
         raise click.UsageError(str(exc)) from exc

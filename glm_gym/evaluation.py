@@ -26,7 +26,7 @@ import os
 import platform
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -48,13 +48,13 @@ __all__ = [
     "Collector",
     "EvalError",
     "EvalOptions",
+    "EvalRun",
     "ItemRunner",
     "ScenarioRecord",
     "WorkItem",
     "build_report",
     "derive_seed",
     "run_eval",
-    "select_scenarios",
     "work_items",
 ]
 
@@ -115,23 +115,6 @@ def derive_seed(seed: int, item: WorkItem) -> int:
     """A per-conversation seed, the same in every process (sha256, not ``hash()``)."""
     digest = hashlib.sha256(f"{seed}:{item.scenario_id}:{item.trial}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
-
-
-def select_scenarios(scenarios: Sequence[Scenario], only: Iterable[str]) -> list[Scenario]:
-    """The scenarios named by id or category in ``only`` (empty: all), in file order."""
-    wanted = [name.strip() for name in only if name.strip()]
-    if not wanted:
-        return list(scenarios)
-    ids = {s.id for s in scenarios}
-    categories = {s.category for s in scenarios}
-    unknown = [name for name in wanted if name not in ids and name not in categories]
-    if unknown:
-        raise EvalError(
-            f"--only: no scenario id or category {', '.join(map(repr, unknown))}; "
-            f"categories are {', '.join(sorted(categories))} (ids: see the scenario file)"
-        )
-    chosen = set(wanted)
-    return [s for s in scenarios if s.id in chosen or s.category in chosen]
 
 
 def work_items(scenarios: Sequence[Scenario], trials: int, seed: int = 0) -> list[WorkItem]:
@@ -314,6 +297,45 @@ def build_report(
     return Report(records=list(records), trials=trials, meta=full_meta)
 
 
+class EvalRun:
+    """One run's plan and bookkeeping, the same in process (``run_eval``) and on Ray
+    (``glm_gym.ray_eval``): its (scenario, trial) items, the :class:`Collector`, when it
+    started, and at the end the report with how the run went in its meta."""
+
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        options: EvalOptions,
+        *,
+        concurrency: int,
+        trials: int,
+        on_record: Callable[[ScenarioRecord], None] | None,
+    ) -> None:
+        if concurrency < 1:
+            raise EvalError(f"concurrency must be >= 1, got {concurrency}")
+        self.options = options
+        self.trials = trials
+        self.items = work_items(scenarios, trials, options.seed)
+        self.collector = Collector(total=len(self.items), on_record=on_record)
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.started = time.perf_counter()
+
+    def report(
+        self, meta: dict[str, Any], *, concurrency: int, setup_s: float, complete: bool
+    ) -> Report:
+        """The report of the records collected; ``meta`` says what ran them."""
+        run = {
+            "concurrency": concurrency,
+            "started_at": self.started_at,
+            "setup_s": setup_s,
+            "wall_s": time.perf_counter() - self.started,
+            "complete": complete,
+            "planned": self.collector.total,
+        }
+        records = self.collector.records
+        return build_report(records, options=self.options, trials=self.trials, meta=meta | run)
+
+
 async def run_eval(
     scenarios: Sequence[Scenario],
     options: EvalOptions,
@@ -325,39 +347,25 @@ async def run_eval(
     api_key: str | None = None,
 ) -> Report:
     """Run every (scenario, trial) in this process, ``concurrency`` at a time."""
-    if concurrency < 1:
-        raise EvalError(f"concurrency must be >= 1, got {concurrency}")
-    items = deque(work_items(scenarios, trials, options.seed))
-    collector = Collector(total=len(items), on_record=on_record)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    started = time.perf_counter()
+    run = EvalRun(scenarios, options, concurrency=concurrency, trials=trials, on_record=on_record)
+    items = deque(run.items)
     async with ItemRunner(scenarios, options, api_key=api_key, worker="local") as runner:
-        setup_s = time.perf_counter() - started
-
-        stop = stop or asyncio.Event()
+        setup_s = time.perf_counter() - run.started
 
         async def worker() -> None:
             while items:  # on stop the worker is cancelled (VoiceEnv raises it at once)
-                collector.add(await runner.run(items.popleft()))
+                run.collector.add(await runner.run(items.popleft()))
 
         workers = [
             asyncio.create_task(worker(), name=f"eval-worker-{i}")
             for i in range(min(concurrency, len(items)))
         ]
-        complete = await _until_done_or_stopped(workers, stop)
+        complete = await _until_done_or_stopped(workers, stop or asyncio.Event())
         runner_kind = "server" if options.server_url else "in-process"
-        meta = {"runner": runner_kind, **runner.describe(collector.records)}
+        meta = {"runner": runner_kind, **runner.describe(run.collector.records)}
         if (usage := runner.caller_usage()) is not None:
             meta["caller_usage"] = usage
-    meta.update(
-        concurrency=concurrency,
-        setup_s=setup_s,
-        started_at=started_at,
-        wall_s=time.perf_counter() - started,
-        complete=complete,
-        planned=collector.total,
-    )
-    return build_report(collector.records, options=options, trials=trials, meta=meta)
+    return run.report(meta, concurrency=concurrency, setup_s=setup_s, complete=complete)
 
 
 async def _until_done_or_stopped(workers: list[asyncio.Task[None]], stop: asyncio.Event) -> bool:

@@ -23,7 +23,7 @@ from glm_gym.cli_options import max_sessions_option, realtime_option, scenarios_
 from glm_gym.model import MAX_TURN_TIMEOUT_S
 from glm_local.admission import default_asr_processes
 from glm_local.cli_options import asr_processes_option
-from glm_realtime.cli_group import api_key_option, listen_options, url_option
+from glm_realtime.cli_group import api_key_option, listen_error, listen_options, url_option
 
 __all__ = ["gym", "listening_socket"]
 
@@ -121,7 +121,7 @@ def gym(
     try:
         sock = listening_socket(host, port)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+        raise click.ClickException(listen_error(host, port, exc)) from exc
     app = create_app(settings, scenarios=scenarios)
     config = uvicorn.Config(
         app,

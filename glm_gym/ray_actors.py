@@ -5,6 +5,7 @@
 - :class:`SessionCap` is a counting semaphore for the whole cluster: every runner takes a
   permit for each GLM session, named by the runner, so the permits of a runner that died
   can be freed for it (``forget``).
+- :func:`error_reason` and :func:`raise_caller_fault` read what a runner's call failed with.
 
 Only ``glm_gym.ray_eval`` imports this module (the ``ray`` extra).
 """
@@ -19,13 +20,15 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import ray
+from ray.exceptions import RayError
 
+from glm_gym.callers import CallerConfigError
 from glm_gym.evaluation import EvalOptions, ItemRunner, WorkItem
 
 if TYPE_CHECKING:
     from glm_gym.scenarios import Scenario
 
-__all__ = ["RunnerActor", "SessionCap"]
+__all__ = ["RunnerActor", "SessionCap", "error_reason", "raise_caller_fault"]
 
 
 @ray.remote(num_cpus=0)
@@ -111,5 +114,24 @@ class RunnerActor:
         record = await self._runner.run(item)
         return record.model_dump(mode="json")
 
-    async def stop(self) -> None:
+    async def stop(self) -> dict[str, int] | None:
+        """Close the runner; what its caller model spent (None for the script)."""
+        usage = self._runner.caller_usage()
         await self._runner.close()
+        return usage
+
+
+def raise_caller_fault(exc: RayError) -> None:
+    """Raise the caller's configuration fault that ``exc`` carries (every conversation
+    would fail alike: the eval stops with it, as in process)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, CallerConfigError):
+        raise cause from None
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of a Ray error (its cause's type and message, without the traceback)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}".splitlines()[0]
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -21,6 +21,11 @@ retries are off, so only the dispatcher retries, and the Collector keeps one rec
 (scenario, trial): nothing is counted twice, nothing is lost. Permits the dead runner
 held in the SessionCap are released for it. A stop (Ctrl-C) cancels the calls in flight,
 stops the runners and returns the partial report.
+
+A model playing the caller (``--caller openai``) is opened by every runner, with the
+driver's ``OPENAI_API_KEY`` in its environment; its configuration faults
+(``CallerConfigError``: a refused key, an unknown model) end the eval as they do in
+process, and the report sums what the runners' callers spent (``caller_usage``).
 """
 
 from __future__ import annotations
@@ -32,14 +37,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from glm_gym.evaluation import Collector, EvalError, EvalOptions, WorkItem, build_report, work_items
-from glm_gym.ray_actors import RunnerActor, SessionCap
+from glm_gym.callers import CallerConfigError
+from glm_gym.evaluation import Collector, EvalError, EvalOptions, EvalRun, WorkItem
+from glm_gym.ray_actors import RunnerActor, SessionCap, error_reason, raise_caller_fault
 from glm_gym.records import ScenarioRecord
 from glm_gym.report import Report
 
@@ -110,9 +115,11 @@ class _Dispatcher:
         self._slots = slots
         self._cap = cap
         self._on_dispatch = on_dispatch
-        # The key reaches the runners in their environment (a runtime_env variable), never
+        # The keys reach the runners in their environment (runtime_env variables), never
         # in an argument, a record or a log line; without one they read their own.
-        self._runtime_env = {"env_vars": {"GLM_API_KEY": api_key}} if api_key else None
+        keys = {"GLM_API_KEY": api_key} if api_key else {}
+        keys |= options.caller.key_env()
+        self._runtime_env = {"env_vars": keys} if keys else None
         self._runners: dict[str, _Runner] = {}
         self._starting: dict[asyncio.Future[None], tuple[str, Any]] = {}
         self._started = 0
@@ -122,6 +129,8 @@ class _Dispatcher:
         self.start_errors: list[str] = []
         self.setup_s = 0.0
         """Seconds until the first runners were all up (or had failed)."""
+        self.caller_usage: dict[str, int] | None = None
+        """What the callers of the runners that stopped spent, summed (None: the script)."""
 
     def _spawn(self) -> None:
         """Start one runner; it takes work as soon as its backend is up."""
@@ -140,10 +149,11 @@ class _Dispatcher:
     async def _started_runner(self, name: str, handle: Any) -> None:
         try:
             info = await handle.start.remote()
-        except RayError as exc:  # died, or its backend could not start
-            self.deaths += 1
-            self.start_errors.append(f"{name}: {_reason(exc)}")
+        except RayError as exc:  # died, or its caller or backend could not start
             ray.kill(handle)
+            raise_caller_fault(exc)
+            self.deaths += 1
+            self.start_errors.append(f"{name}: {error_reason(exc)}")
             return
         self._runners[name] = _Runner(handle, info)
         self.infos.append(info)
@@ -172,6 +182,7 @@ class _Dispatcher:
                 for future in done:
                     if future in self._starting:
                         self._starting.pop(future)
+                        future.result()  # a caller's configuration fault ends the eval
                         if not self._starting and not self.setup_s:
                             self.setup_s = time.perf_counter() - started
                     else:
@@ -181,6 +192,9 @@ class _Dispatcher:
                 await self._stopped(inflight)
                 return False
             return True
+        except CallerConfigError:
+            await self._stopped(inflight)  # the others' calls would fail alike: cancel them
+            raise
         finally:
             stopper.cancel()
             await self._stop_all()
@@ -243,7 +257,8 @@ class _Dispatcher:
                 pending.appendleft(ticket)
             return
         except RayError as exc:  # the runner lives, but this conversation raised in it
-            self._give_up([ticket], _reason(exc))
+            raise_caller_fault(exc)
+            self._give_up([ticket], error_reason(exc))
             return
         self._keep(result, ticket)
 
@@ -282,9 +297,18 @@ class _Dispatcher:
         await asyncio.gather(*self._starting, return_exceptions=True)
         runners = list(self._runners.values())
         self._runners.clear()
-        await _settled([asyncio.wrap_future(r.handle.stop.remote().future()) for r in runners])
+        stops = [asyncio.wrap_future(r.handle.stop.remote().future()) for r in runners]
+        await _settled(stops)
         for runner in runners:
             ray.kill(runner.handle)
+        for stopped in stops:
+            if stopped.done() and not stopped.cancelled() and stopped.exception() is None:
+                self._add_usage(stopped.result())
+
+    def _add_usage(self, usage: dict[str, int] | None) -> None:
+        if usage is not None:
+            total = self.caller_usage or {}
+            self.caller_usage = {k: total.get(k, 0) + v for k, v in usage.items()}
 
 
 async def _settled(futures: Iterable[asyncio.Future[Any]], grace_s: float = STOP_GRACE_S) -> None:
@@ -295,14 +319,6 @@ async def _settled(futures: Iterable[asyncio.Future[Any]], grace_s: float = STOP
     for future in waiting:  # retrieved, so an exception left unread is not logged
         if future.done() and not future.cancelled():
             future.exception()
-
-
-def _reason(exc: BaseException) -> str:
-    """The first line of a Ray error (its cause's type and message, without the traceback)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):
-        return f"{type(cause).__name__}: {cause}".splitlines()[0]
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _connect(ray_options: RayOptions) -> bool:
@@ -336,12 +352,8 @@ async def run_ray_eval(
     api_key: str | None = None,
 ) -> Report:
     """Run every (scenario, trial) on Ray actors; the same report as ``run_eval``."""
-    if concurrency < 1:
-        raise EvalError(f"concurrency must be >= 1, got {concurrency}")
-    items = work_items(scenarios, trials, options.seed)
-    collector = Collector(total=len(items), on_record=on_record)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    started = time.perf_counter()
+    run = EvalRun(scenarios, options, concurrency=concurrency, trials=trials, on_record=on_record)
+    items = run.items
     owns_ray = _connect(ray_options)
     cap: Any = None
     try:
@@ -354,14 +366,14 @@ async def run_ray_eval(
             list(scenarios),
             options,
             ray_options,
-            collector,
+            run.collector,
             actors=actors,
             slots=slots,
             cap=cap,
             on_dispatch=on_dispatch,
             api_key=api_key,
         )
-        complete = await dispatcher.run(items, stop or asyncio.Event(), started)
+        complete = await dispatcher.run(items, stop or asyncio.Event(), run.started)
         cap_stats = await cap.stats.remote() if cap is not None else None
     finally:
         if cap is not None:
@@ -380,11 +392,9 @@ async def run_ray_eval(
             "runner_deaths": dispatcher.deaths,
             "session_cap": cap_stats,
         },
-        "concurrency": actors * slots,
-        "started_at": started_at,
-        "setup_s": dispatcher.setup_s,
-        "wall_s": time.perf_counter() - started,
-        "complete": complete,
-        "planned": collector.total,
     }
-    return build_report(collector.records, options=options, trials=trials, meta=meta)
+    if dispatcher.caller_usage is not None:
+        meta["caller_usage"] = dispatcher.caller_usage
+    return run.report(
+        meta, concurrency=actors * slots, setup_s=dispatcher.setup_s, complete=complete
+    )

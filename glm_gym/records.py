@@ -1,4 +1,8 @@
-"""What one evaluated conversation leaves behind: per-turn and per-scenario records.
+"""What one evaluated conversation leaves behind: per-step, per-turn and per-scenario records.
+
+A :class:`StepResult` is what a conversation's ``reset`` and ``step`` return, the same
+type in process (:class:`~glm_gym.environment.VoiceEnv`) and through a gym server
+(:class:`~glm_gym.episode.HttpConversation`, from ``GET /detail``).
 
 A :class:`ScenarioRecord` is one (scenario, trial) pair, run once to the end (or to its
 error). Its turns keep what the environment reported for each step, normalised into
@@ -13,11 +17,12 @@ wall clock.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["LATENCY_KINDS", "Clock", "ScenarioRecord", "ToolCall", "TurnRecord"]
+__all__ = ["LATENCY_KINDS", "Clock", "ScenarioRecord", "StepResult", "ToolCall", "TurnRecord"]
 
 Clock = Literal["virtual", "wall"]
 
@@ -27,6 +32,16 @@ Clock = Literal["virtual", "wall"]
 #   barge_in_yield  caller starts speaking over the assistant -> its audio stops
 #   tool_wait       tool call issued -> its result handed back to the model
 LATENCY_KINDS: tuple[str, ...] = ("voice_to_voice", "greeting", "barge_in_yield", "tool_wait")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What reset and step return."""
+
+    observation: str
+    reward: float
+    done: bool
+    info: dict[str, Any]
 
 
 class ToolCall(BaseModel):

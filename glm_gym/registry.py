@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from glm_gym.errors import AtCapacity, BadRequest, EnvBusy, EnvFailure, EnvNotReady, UnknownEnv
 from glm_gym.metrics import GymMetrics
+from glm_gym.scenarios import UnknownScenarios, select_scenarios
 from realtime.compat import TIMEOUT_ERRORS, timeout
 
 if TYPE_CHECKING:
@@ -168,7 +169,12 @@ class EnvRegistry:
         """A new env on the chosen scenarios, started on ``data_idx`` unless it is None."""
         if self._stopping:
             raise AtCapacity("the gym server is shutting down", self._retry_after_s)
-        chosen = self._select(names)
+        try:
+            chosen = select_scenarios(self.scenarios, names or ())
+        except UnknownScenarios as exc:
+            raise BadRequest(
+                f"scenarios: {exc} (GET / lists how many scenarios there are)"
+            ) from exc
         if data_idx is not None:
             _check_index(data_idx, len(chosen))
         if len(self._table) >= self.max_envs:
@@ -277,21 +283,6 @@ class EnvRegistry:
         self._closed[env_id] = why
         while len(self._closed) > _CLOSED_MEMORY:
             self._closed.popitem(last=False)
-
-    def _select(self, names: Sequence[str] | None) -> list[Scenario]:
-        if not names:
-            return self.scenarios
-        wanted = set(names)
-        chosen = [s for s in self.scenarios if s.id in wanted or s.category in wanted]
-        known = {s.id for s in self.scenarios} | {s.category for s in self.scenarios}
-        unknown = sorted(wanted - known)
-        if unknown:
-            categories = ", ".join(sorted({s.category for s in self.scenarios}))
-            raise BadRequest(
-                f"unknown scenarios {unknown}: name scenario ids (GET / lists how many there "
-                f"are) or categories ({categories})"
-            )
-        return chosen
 
     async def _run(
         self, entry: _Entry, kind: str, call: Callable[[], Awaitable[StepResult]]

@@ -7,12 +7,14 @@ assistant gets (JSON schemas), a ``world`` (its initial state as tables, and eac
 declared as a lookup into a table or an update of one: no Python per scenario) and the
 success criteria in the manner of tau2 (expected tool calls, the world's end state,
 facts the assistant must say). A file that does not fit raises :class:`ScenarioError`
-naming the file, the line and the field.
+naming the file, the line and the field. :func:`select_scenarios` picks scenarios by id or
+category (the eval's ``--only``, a gym env's ``scenarios``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -34,10 +36,12 @@ __all__ = [
     "ScenarioError",
     "Success",
     "ToolSchema",
+    "UnknownScenarios",
     "Update",
     "WorldSpec",
     "load_scenarios",
     "parse_scenario",
+    "select_scenarios",
     "scenario_json_schema",
 ]
 
@@ -63,6 +67,18 @@ class _Strict(BaseModel):
 
 class ScenarioError(ValueError):
     """A scenario file or object that does not fit; the message names file, line, field."""
+
+
+class UnknownScenarios(ValueError):
+    """Names given to :func:`select_scenarios` that are neither an id nor a category."""
+
+    def __init__(self, unknown: Sequence[str], categories: Iterable[str]) -> None:
+        self.unknown = list(unknown)
+        self.categories = sorted(set(categories))
+        super().__init__(
+            f"no scenario id or category {', '.join(map(repr, self.unknown))}; "
+            f"categories are {', '.join(self.categories)}"
+        )
 
 
 class Brief(_Strict):
@@ -239,6 +255,22 @@ def load_scenarios(path: str | Path | None = None) -> list[Scenario]:
     if path is None:
         return list(_bundled())
     return _load(Path(path))
+
+
+def select_scenarios(scenarios: Sequence[Scenario], names: Iterable[str]) -> list[Scenario]:
+    """The scenarios named by id or category in ``names`` (none: all), in their order.
+
+    Raises:
+        UnknownScenarios: every name that is neither an id nor a category of ``scenarios``.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return list(scenarios)
+    known = {s.id for s in scenarios} | {s.category for s in scenarios}
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise UnknownScenarios(unknown, (s.category for s in scenarios))
+    return [s for s in scenarios if s.id in wanted or s.category in wanted]
 
 
 @cache

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from fastapi import Body, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
@@ -150,11 +150,11 @@ def create_app(
     @app.get("/")
     async def about() -> dict[str, Any]:
         reg = registry()
-        shared = live.backend
+        shared = cast("Backend", live.backend)  # set with the registry
         return {
             "env": ENV_NAME,
-            "backend": getattr(shared, "name", settings.backend),
-            "clock": "virtual" if getattr(shared, "virtual_clock", False) else "wall",
+            "backend": shared.name,
+            "clock": shared.clock,
             "data_len": len(reg.scenarios),
             "categories": sorted({s.category for s in reg.scenarios}),
             "live_envs": reg.live,

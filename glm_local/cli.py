@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import signal
-import socket
 from typing import Literal, cast
 
 import click
@@ -34,25 +32,9 @@ from glm_local.speech.recognizers import (
     RecognizerName,
     check_recognizer_installed,
 )
-from glm_realtime.cli_group import listen_options
+from glm_realtime.cli_group import listen_error, listen_options
 
 __all__ = ["serve"]
-
-
-def _listen_error(host: str, port: int, exc: OSError) -> str:
-    """Why ``host:port`` cannot be listened on, and what to do instead."""
-    if isinstance(exc, socket.gaierror):
-        return (
-            f"cannot listen on --host {host}: the name does not resolve ({exc.strerror}); "
-            "give an address of this machine, like 127.0.0.1"
-        )
-    if exc.errno == errno.EADDRINUSE:
-        return f"port {port} on {host} is already in use; pick another --port (0: any free one)"
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return f"cannot listen on --host {host}: not an address of this machine"
-    if exc.errno == errno.EACCES:
-        return f"no permission to listen on port {port} (ports below 1024 need root)"
-    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def _engine(kind: str, url: str | None, model: str | None, key: str | None) -> ReplyEngine:
@@ -174,7 +156,7 @@ def serve(
         try:
             await server.start()
         except OSError as exc:
-            raise click.ClickException(_listen_error(host, port, exc)) from exc
+            raise click.ClickException(listen_error(host, port, exc)) from exc
         try:
             click.echo(f"GLM-Realtime (local) listening at {server.url}")
             if server.max_sessions is not None:

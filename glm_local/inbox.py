@@ -8,7 +8,9 @@ With websockets' own buffer kept to one frame, what one connection can make the 
 is about ``max_bytes`` plus two frames, where it was 256 frames of up to 8 MiB.
 
 Each frame keeps the ``time.monotonic()`` at which it was read, so the session can tell how
-far behind its client's clock it runs.
+far behind its client's clock it runs, and the size it was counted at: measured once, since
+``sys.getsizeof`` of a str grows when Python caches its UTF-8 form (pydantic's JSON parsing
+does), and a frame that gave back more than it took would let the budget drift.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Inbox:
 
     def __init__(self, max_bytes: int = DEFAULT_READ_AHEAD_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._frames: deque[tuple[str | bytes, float]] = deque()
+        self._frames: deque[tuple[str | bytes, float, int]] = deque()  # frame, at, size
         self._bytes = 0
         self._changed = asyncio.Condition()
         self.peak_bytes = 0
@@ -57,7 +59,7 @@ class Inbox:
                 lambda: not self._frames or self._bytes + size <= self.max_bytes
             )
             self.heard_at = time.monotonic()
-            self._frames.append((frame, self.heard_at))
+            self._frames.append((frame, self.heard_at, size))
             self._bytes += size
             self.peak_bytes = max(self.peak_bytes, self._bytes)
             self._changed.notify_all()
@@ -66,8 +68,8 @@ class Inbox:
         """The oldest frame and when it arrived; waits for one."""
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._frames))
-            frame, at = self._frames.popleft()
-            self._bytes -= sys.getsizeof(frame)
+            frame, at, size = self._frames.popleft()
+            self._bytes -= size
             self._changed.notify_all()
             return frame, at
 

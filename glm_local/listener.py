@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from glm_local.input_audio import TARGET_RATE, InputAudioDecoder
-from glm_local.speech._memory import return_freed_memory
 from realtime.audio import InputAudioFormat
 
 if TYPE_CHECKING:
@@ -100,6 +99,7 @@ class Listener:
                 return False
             if self._vad is not None:
                 self._clock_ms += self._vad.stream_ms
+                self._vad.close()
             self._vad, self._vad_params = None, None
             if params is not None:
                 self._vad, self._vad_params = _new_vad(*params), params
@@ -177,10 +177,11 @@ class Listener:
         with self._lock:
             self._closed = True
             asr, self._asr = self._asr, None
-            self._vad = None
+            vad, self._vad = self._vad, None
+            if vad is not None:
+                vad.close()
             if asr is not None:
                 asr.close()
-        return_freed_memory()
 
 
 def _new_vad(threshold: float, prefix_padding_ms: int, silence_duration_ms: int) -> SpeechDetector:

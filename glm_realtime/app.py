@@ -189,7 +189,8 @@ async def run_turn(
 
     Raises:
         TurnError: No complete reply in ``timeout_s``, or the GLM session failed (the
-            message ends with the session's reason).
+            message ends with the session's reason; the error that failed it, if one did,
+            is its ``__cause__``).
     """
     graph = load_graph(app, graph_name)
     report = TurnReport()
@@ -216,6 +217,7 @@ async def run_turn(
                 assert progress is not None
                 progress.close()
         failed = glm.session.state is SessionState.FAILED
+        failure = glm.session.failure
     # Leaving the runner drained the queues: the session's error reached the collector.
     if collector is not None:
         report.segments = list(collector.segments)
@@ -223,7 +225,7 @@ async def run_turn(
         report.errors = list(collector.errors)
     if failed:
         reasons = "; ".join(str(e.get("message")) for e in report.errors) or "no reason given"
-        raise TurnError(f"the GLM session failed: {reasons}")
+        raise TurnError(f"the GLM session failed: {reasons}") from failure
     if timed_out:
         raise TurnError(f"no complete reply within {timeout_s:g} s")
     return report

@@ -31,7 +31,7 @@ from glm_realtime.host.errors import HostError
 from glm_realtime.nodes.pcm import RAW_SUFFIXES, AudioFileError, check_rate, read_audio
 from glm_realtime.progress import TurnProgress
 from realtime.connection import DEFAULT_URL
-from realtime.errors import RealtimeError
+from realtime.errors import AuthenticationError, RealtimeError
 from realtime.pcm import MAX_RATE, MIN_RATE
 
 _RATE_IN_NAME = re.compile(r"_(\d+)hz\.(pcm|raw)$", re.IGNORECASE)
@@ -167,7 +167,7 @@ async def _run_turn(
         try:
             report = await run_turn(prepared, graph_name, timeout_s=timeout, progress=progress)
         except TurnError as exc:
-            if not api_key and url and "401" in str(exc):
+            if not api_key and url and isinstance(exc.__cause__, AuthenticationError):
                 raise TurnError(f"{exc}; the server wants a token: pass it as --api-key") from exc
             raise
     return summary_lines(report, output_path)

@@ -13,11 +13,13 @@ an OS error's reason. A usage error (a bad option value) prints two lines, the p
 and where the help is, and exits 2.
 
 The options several commands take (the GLM key and URL, where a server listens) are
-declared once here, as decorators, so their names, environment variables and types agree.
+declared once here, as decorators, so their names, environment variables and types agree;
+:func:`listen_error` says why a server of :func:`listen_options` cannot listen.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import socket
@@ -34,6 +36,7 @@ __all__ = [
     "CliGroup",
     "api_key_option",
     "describe_error",
+    "listen_error",
     "listen_options",
     "url_option",
     "verbosity",
@@ -94,6 +97,22 @@ def listen_options(port: int, port_help: str) -> Callable[[F], F]:
         )(func)
 
     return decorate
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """Why a server of ``listen_options`` cannot listen on ``host:port``, and what to do."""
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"cannot listen on --host {host}: the name does not resolve ({exc.strerror}); "
+            "give an address of this machine, like 127.0.0.1"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is already in use; pick another --port (0: any free one)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on --host {host}: not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port} (ports below 1024 need root)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def _import_command(name: str, target: str, extra: str) -> click.Command:

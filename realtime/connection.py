@@ -15,7 +15,6 @@ one. Nothing is opened until the ``connect`` object is awaited or entered.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
@@ -51,6 +50,9 @@ __all__ = ["DEFAULT_URL", "Connection", "connect"]
 DEFAULT_URL = "wss://open.bigmodel.cn/api/paas/v4/realtime"
 DEFAULT_IDLE_TIMEOUT = 90.0  # GLM heartbeats every 30 s: three missed beats is dead.
 DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
+# What a connect that reached no websocket raises: a socket error (refused, reset, no route),
+# or the handshake's open_timeout, which on 3.10 is asyncio.TimeoutError and no OSError.
+_UNREACHED: tuple[type[BaseException], ...] = (OSError, *TIMEOUT_ERRORS)
 
 logger = logging.getLogger("realtime.connection")
 
@@ -281,7 +283,7 @@ class connect:  # noqa: N801 - named like the websockets entry point it wraps
             raise ConnectError(
                 f"cannot resolve {host} ({exc.strerror}): no network, or a wrong host in {self.url}"
             ) from exc
-        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+        except _UNREACHED as exc:
             raise ConnectError(f"cannot reach {self.url}: {exc!r}") from exc
         handshake_s = time.monotonic() - started
         logger.info("= connected to %s in %.0f ms", self.url, handshake_s * 1000)

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 
+import pydantic_core
 import pytest
 
 from realtime import events as ev
@@ -178,6 +179,21 @@ async def test_inbox_put_waits_while_the_budget_is_used_and_a_large_frame_fits_a
     await inbox.get()
     await inbox.put("c" * 300_000)  # larger than the budget: taken when the inbox is empty
     assert inbox.peak_bytes > 300_000
+
+
+async def test_inbox_gives_back_what_a_frame_took_though_its_size_grew_while_held() -> None:
+    """A non-ASCII text frame parsed by pydantic while held grows by its cached UTF-8 form;
+    taking it out gives back the size it was counted at, so the held bytes return to 0
+    (they went negative, an ever larger budget, when the size was measured again)."""
+    inbox = Inbox(max_bytes=100_000)
+    frame = json.dumps(
+        {"type": "conversation.item.create", "text": "你好" * 500}, ensure_ascii=False
+    )
+    await inbox.put(frame)
+    pydantic_core.from_json(frame)
+    assert inbox.held_bytes > 0
+    assert (await inbox.get())[0] == frame
+    assert inbox.held_bytes == 0
 
 
 async def test_a_dead_asr_worker_is_replaced_and_new_sessions_all_succeed() -> None:

@@ -71,6 +71,34 @@ def test_local_backend_benchmark_answers_a_turn() -> None:
     assert re.search(r"^\| 1 \| 1 \| \d+ \| 0 \|$", out, re.M), out  # no recogniser left
 
 
+def test_a_local_backend_speaker_settles_once_each_utterance_is_transcribed_and_answered() -> None:
+    """The speaker's running counts: an utterance with words waits for its response.done,
+    an empty one only for its transcript, and an earlier turn's stop is not a new one."""
+    from benchmarks.local_backend import _Client
+    from realtime.events import parse_server_event
+
+    client = _Client()
+
+    def receive(kind: str, **fields: object) -> None:
+        client.record(0.0, parse_server_event({"type": kind, "event_id": "e", **fields}))
+
+    transcribed = "conversation.item.input_audio_transcription.completed"
+    item = {"item_id": "i", "content_index": 0}
+    receive("session.created", session={"id": "s"})
+    receive("input_audio_buffer.speech_started", audio_start_ms=0, item_id="i")
+    receive("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="i")
+    assert not client.settled(0)  # not transcribed yet
+    receive(transcribed, transcript="go forward ten meters", **item)
+    assert not client.settled(0)  # not answered yet
+    receive("response.done", response={"id": "r", "status": "completed"})
+    assert client.settled(0) and not client.settled(1)
+    receive("input_audio_buffer.speech_started", audio_start_ms=2000, item_id="j")
+    receive("input_audio_buffer.speech_stopped", audio_end_ms=2500, item_id="j")
+    receive(transcribed, transcript="", **item)
+    assert client.settled(1)  # nothing said: nothing to answer
+    assert client.count("input_audio_buffer.speech_stopped") == 2
+
+
 @pytest.mark.speech
 def test_eval_scale_benchmark_compares_ray_with_the_in_process_eval() -> None:
     pytest.importorskip("pocketsphinx")

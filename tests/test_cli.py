@@ -58,23 +58,35 @@ async def test_run_plays_the_input_writes_the_reply_and_prints_transcripts(tmp_p
     assert KEY.split(".")[1] not in out + err  # the key's secret never printed
 
 
+async def quick_run(
+    url: str, tmp_path: Path, *args: str, env: dict[str, str | None] | None = None
+) -> tuple[int, str, str]:
+    """``glm-realtime run ARGS`` of a short tone against ``url``, as fast as it goes."""
+    tone = str(tone_wav(tmp_path / "in.wav"))
+    output = str(tmp_path / "o.wav")
+    return await cli(
+        "run", "--input", tone, "--output", output, "--speed", "0", "--url", url, *args, env=env
+    )
+
+
 async def test_run_with_a_refused_key_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
     async with FakeGLMServer(api_key="x.y") as server:
-        code, _, err = await cli(
-            "run",
-            "--input",
-            str(tone_wav(tmp_path / "in.wav")),
-            "--output",
-            str(tmp_path / "o.wav"),
-            "--speed",
-            "0",
-            "--url",
-            server.url,
-            "--api-key",
-            KEY,
-        )
+        code, _, err = await quick_run(server.url, tmp_path, "--api-key", KEY)
     assert code == 1
     assert "the GLM session failed" in err and "401" in err
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_server_refusing_a_run_without_a_key_is_told_to_pass_one(
+    tmp_path: Path, status: int
+) -> None:
+    """An authentication refusal (either status) of a run with no key says to pass
+    --api-key."""
+    async with FakeGLMServer(refuse_status=status) as server:
+        code, _, err = await quick_run(server.url, tmp_path, env={"GLM_API_KEY": None})
+    assert_user_error(
+        code, err, 1, f"HTTP {status}", "the server wants a token: pass it as --api-key"
+    )
 
 
 async def test_a_refused_key_ends_the_run_before_the_input_has_played(tmp_path: Path) -> None:

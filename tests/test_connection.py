@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from realtime import events as ev
+from realtime.compat import TIMEOUT_ERRORS
 from realtime.connection import connect
 from realtime.errors import (
     AuthenticationError,
@@ -90,6 +91,27 @@ async def test_unreachable_server_raises_connect_error_classified_retry() -> Non
     with pytest.raises(ConnectError) as info:
         await connect(f"ws://127.0.0.1:{port}/api/paas/v4/realtime", api_key=KEY, open_timeout=2)
     assert classify(info.value) is Disposition.RETRY
+
+
+async def test_a_handshake_that_never_completes_is_a_connect_error_after_open_timeout() -> None:
+    """A server that accepts the TCP connection and never answers the upgrade: the
+    handshake's timeout (asyncio.TimeoutError on 3.10, not the builtin) is a ConnectError."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(ConnectError, match="cannot reach") as info:
+            await connect(f"ws://127.0.0.1:{port}/api/x", api_key=KEY, open_timeout=0.2)
+        assert isinstance(info.value.__cause__, TIMEOUT_ERRORS)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_unauthenticated_connect_sends_no_authorization_header() -> None:

@@ -230,11 +230,9 @@ async def test_cli_refuses_a_caller_url_that_is_not_http(tmp_path: Path) -> None
     assert_user_error(code, err, 2, "--caller-url must be an http(s) base URL", "api.openai.com")
 
 
-async def test_cli_refuses_caller_options_without_a_model_caller_or_with_ray() -> None:
+async def test_cli_refuses_caller_options_without_a_model_caller() -> None:
     code, _, err = await cli("eval", "--caller-model", MODEL, env=ENV)
     assert_user_error(code, err, 2, "--caller-model needs --caller openai")
-    code, _, err = await cli("eval", "--caller", "openai", "--ray", env=ENV)
-    assert_user_error(code, err, 2, "--caller openai does not run on --ray yet")
 
 
 async def test_cli_names_an_endpoint_it_cannot_reach(tmp_path: Path) -> None:

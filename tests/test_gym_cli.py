@@ -68,18 +68,36 @@ def test_the_server_prints_its_url_serves_and_stops_cleanly_on_a_signal(
 def test_bad_arguments_get_a_clear_error_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x"}\n')
+    cases = [
+        (["--backend", "glm"], "needs a key"),
+        (["--max-envs", "0"], "--max-envs"),
+        (["--ttl", "-1"], "--ttl"),
+        (["--backend", "cloud"], "'local', 'glm'"),
+        (["--scenarios", str(bad)], "bad.jsonl"),
+        (["--port", "99999"], "'--port': 99999 is not in the range 0<=x<=65535"),
+    ]
+    for args, expected in cases:
+        done = _run(*args)
+        assert done.returncode in (1, 2), (args, done.stderr)
+        assert expected in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_the_gym_on_a_port_in_use_says_so_in_one_line() -> None:
+    """As ``serve`` does: the port, that it is taken, and what to pass instead."""
     with socket.create_server(("127.0.0.1", 0)) as taken:
-        port = str(taken.getsockname()[1])
-        cases = [
-            (["--backend", "glm"], "needs a key"),
-            (["--max-envs", "0"], "--max-envs"),
-            (["--ttl", "-1"], "--ttl"),
-            (["--backend", "cloud"], "'local', 'glm'"),
-            (["--scenarios", str(bad)], "bad.jsonl"),
-            (["--port", port], f"cannot listen on 127.0.0.1:{port}"),
-        ]
-        for args, expected in cases:
-            done = _run(*args)
-            assert done.returncode in (1, 2), (args, done.stderr)
-            assert expected in done.stderr, (args, done.stderr)
-            assert "Traceback" not in done.stderr
+        port = taken.getsockname()[1]
+        done = _run("--port", str(port))
+    assert done.returncode == 1, done.stderr
+    assert f"port {port} on 127.0.0.1 is already in use; pick another --port" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_the_gym_on_a_host_that_does_not_resolve_says_so_in_one_line() -> None:
+    done = _run("--host", "nosuch.invalid", "--port", "0")
+    assert done.returncode == 1, done.stderr
+    for fragment in ("--host nosuch.invalid", "does not resolve", "127.0.0.1"):
+        assert fragment in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

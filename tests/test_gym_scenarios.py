@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 
 from glm_gym.actions import BargeIn, HangUp, InvalidAction, Say, Wait, parse_action
-from glm_gym.scenarios import CATEGORIES, ScenarioError, load_scenarios, scenario_json_schema
+from glm_gym.scenarios import (
+    CATEGORIES,
+    ScenarioError,
+    UnknownScenarios,
+    load_scenarios,
+    scenario_json_schema,
+    select_scenarios,
+)
 
 
 def minimal(**changes: Any) -> dict[str, Any]:
@@ -137,3 +144,16 @@ def test_the_shipped_schema_file_is_the_models_schema() -> None:
     assert json.loads(shipped.read_text(encoding="utf-8")) == scenario_json_schema(), (
         "regenerate glm_gym/data/scenario.schema.json from scenario_json_schema()"
     )
+
+
+def test_select_scenarios_takes_ids_and_categories_in_file_order_and_names_every_unknown() -> None:
+    every = load_scenarios()
+    first, last = every[0], every[-1]
+    category = next(s.category for s in every if s.category != first.category)
+    chosen = select_scenarios(every, [last.id, category, first.id, first.id])
+    assert chosen == [s for s in every if s in (first, last) or s.category == category]
+    assert select_scenarios(every, []) == every
+    with pytest.raises(UnknownScenarios, match="'typo', 'other'; categories are ") as caught:
+        select_scenarios(every, ["typo", first.id, "other", "typo"])
+    assert caught.value.unknown == ["typo", "other"]
+    assert caught.value.categories == sorted({s.category for s in every})

@@ -3,7 +3,8 @@
 The same plan and the same judgements as the in-process eval, a runner killed mid-run
 loses nothing and counts nothing twice (a conversation whose runner died on every attempt
 is an error record), and the GLM session cap holds across runners (a real server counts
-the sessions), a dead runner's permits going to the others.
+the sessions), a dead runner's permits going to the others. A model plays the caller on
+the runners as in process (a stand-in OpenAI-compatible server, the driver's key).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from glm_gym.callers import CallerConfigError, CallerOptions
 from glm_gym.eval_cli import use_loopback_ray
-from glm_gym.evaluation import EvalOptions, WorkItem, run_eval, select_scenarios
+from glm_gym.evaluation import EvalOptions, WorkItem, run_eval
 from glm_gym.report import Report
 
 pytestmark = pytest.mark.speech
@@ -25,9 +27,10 @@ use_loopback_ray()
 ray = pytest.importorskip("ray")
 
 from glm_gym.ray_eval import RayOptions, run_ray_eval  # noqa: E402  (after the loopback setting)
-from glm_gym.scenarios import load_scenarios  # noqa: E402
+from glm_gym.scenarios import load_scenarios, select_scenarios  # noqa: E402
 from glm_local.server import LocalRealtimeServer  # noqa: E402
 from realtime.compat import timeout  # noqa: E402
+from tests.fake_openai import FakeChat, chat_server  # noqa: E402
 
 SLICE = ("small-talk-hello", "one-tool-weather-paris", "question-days-in-week")
 TRIALS = 2
@@ -222,3 +225,67 @@ async def test_a_dead_runners_glm_permits_go_to_the_others(local_ray: Any) -> No
     assert {r.worker for r in report.records} == {"runner-1"}
     assert report.meta["ray"]["session_cap"]["max_in_use"] == 1
     assert server.sessions_served == 3  # the killed one, then the two played to the end
+
+
+CALLER_KEY = "ray-caller.secret"
+DAYS_LINE = "Thought: I ask my question.\nAction: say Tell me how many days there are in a week."
+
+
+def days_user(messages: list[dict[str, str]]) -> str:
+    """The model playing question-days-in-week: its question, then the stop token."""
+    if messages[0]["role"] != "system":
+        return "ready"  # the connection check
+    asked = sum(m["role"] == "user" for m in messages) > 1
+    return "Thought: I have my answer.\n###STOP###" if asked else DAYS_LINE
+
+
+async def test_a_model_caller_plays_on_the_runners_with_the_drivers_key(
+    local_ray: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--caller openai --ray``: every runner opens the model with the driver's key (set
+    after Ray started, so only the runners' environment can carry it), and the report sums
+    what the runners' callers spent."""
+    short = select_scenarios(load_scenarios(), ["question-days-in-week"])
+    fake = FakeChat(policy=days_user, key=CALLER_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", CALLER_KEY)
+    with chat_server(fake) as url:
+        caller = CallerOptions(kind="openai", model="sim-user-1", url=url)
+        options = EvalOptions(seed=SEED, caller=caller)
+        report = await run_ray_eval(short, options, RayOptions(actors=2), concurrency=2, trials=2)
+    assert [r.errors for r in report.records] == [[]] * 2
+    assert {r.caller for r in report.records} == {"openai:sim-user-1"}
+    assert all(r.worker in ("runner-0", "runner-1") for r in report.records)
+    assert [r.turns[1].action for r in report.records] == [DAYS_LINE] * 2
+    assert report.meta["runner"] == "ray" and report.meta["caller"] == "openai:sim-user-1"
+    usage = report.meta["caller_usage"]
+    assert usage["requests"] == fake.answered == 2 + 2 * 2  # each runner's check, every turn
+    assert CALLER_KEY not in report.to_json()
+
+
+async def test_a_caller_key_the_model_refuses_ends_the_ray_eval_as_in_process(
+    local_ray: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    short = select_scenarios(load_scenarios(), ["question-days-in-week"])
+    fake = FakeChat(policy=days_user, key=CALLER_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-secret")
+    with chat_server(fake) as url:
+        options = EvalOptions(caller=CallerOptions(kind="openai", model="sim-user-1", url=url))
+        with pytest.raises(CallerConfigError, match="refused the key") as refused:
+            await run_ray_eval(short, options, RayOptions(actors=2), concurrency=2, trials=2)
+    assert "sk-wrong-secret" not in str(refused.value)
+    assert fake.answered == 0
+
+
+async def test_a_request_the_model_refuses_mid_run_ends_the_ray_eval_as_in_process(
+    local_ray: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check passes, then the model refuses a conversation's request (400): every
+    conversation would fail alike, so the eval stops with the reason, not a record each."""
+    short = select_scenarios(load_scenarios(), ["question-days-in-week"])
+    fake = FakeChat(policy=lambda m: "ready" if m[0]["role"] != "system" else 400, key=CALLER_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", CALLER_KEY)
+    with chat_server(fake) as url:
+        options = EvalOptions(caller=CallerOptions(kind="openai", model="sim-user-1", url=url))
+        with pytest.raises(CallerConfigError, match="refused the request"):
+            await run_ray_eval(short, options, RayOptions(actors=1), concurrency=1, trials=1)
+    assert fake.answered == 1  # the check only

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from glm_realtime.config import ExtensionConfig
-from glm_realtime.session.backoff import Backoff
+from glm_realtime.session.backoff import Backoff, GiveUp, ReconnectPolicy
 from glm_realtime.session.memory import ChatMemory
 from glm_realtime.session.responses import BoundedSet, ResponseState, ResponseTracker
 from glm_realtime.session.transcript import SentenceSplitter
@@ -89,6 +89,28 @@ def test_backoff_grows_is_capped_jittered_and_resets() -> None:
     assert max(delays) <= 4.0
     backoff.reset()
     assert backoff.next_delay() <= 0.5
+
+
+def test_reconnects_back_off_give_up_after_max_attempts_and_restart_once_proven() -> None:
+    """Each failed socket is one backoff step; the one past ``max_attempts`` gives up
+    (counted in the reason); a socket that proved itself starts the count and the delays
+    again from the base."""
+    policy = ReconnectPolicy(3, 0.5, 8.0, random.Random(1))
+    policy.opened()
+    for n in range(3):
+        policy.connecting()
+        delay = policy.lost(ConnectionResetError("reset"))
+        assert isinstance(delay, float) and 0.5 * 2**n / 2 <= delay <= 0.5 * 2**n
+    policy.connecting()
+    gave_up = policy.lost(ConnectionResetError("reset"))
+    assert isinstance(gave_up, GiveUp) and "after 4 failed connection(s)" in gave_up.reason
+    policy.connecting()
+    policy.proven()
+    for _ in range(3):
+        delay = policy.lost(ConnectionResetError("reset"))
+        assert isinstance(delay, float) and delay <= 2.0
+        policy.connecting()
+    assert isinstance(policy.lost(ConnectionResetError("reset")), GiveUp)
 
 
 def test_bounded_set_forgets_the_oldest() -> None:

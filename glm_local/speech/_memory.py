@@ -4,8 +4,9 @@ A pocketsphinx decoder is ~35-45 MB of small C allocations. When it is freed, gl
 the pages in its heaps (one arena per thread that allocated, up to 8 per core), so a
 process that made and freed decoders on many threads kept its peak RSS forever: measured,
 12 sessions one after another grew the server from 100 to 690 MB with no decoder alive,
-and ``malloc_trim(0)`` brought it back to 141 MB. So whoever frees a decoder calls
-:func:`return_freed_memory`.
+and ``malloc_trim(0)`` brought it back to 141 MB. A silero VAD (~9 MB of C memory) is
+kept the same way. So what frees them calls :func:`return_freed_memory`: the recogniser's
+and the VAD's ``close``, whoever owns them.
 """
 
 from __future__ import annotations

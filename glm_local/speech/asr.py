@@ -62,6 +62,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ._deps import require
+from ._memory import return_freed_memory
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -514,12 +515,14 @@ class PocketSphinxRecognizer:
         self._last_partial = ""
 
     def close(self) -> None:
-        """Free the decoders now; idempotent. (The caller may then return the memory to
-        the OS: :func:`~glm_local.speech._memory.return_freed_memory`.)
+        """Free the decoders now and return their memory to the OS; idempotent.
 
         Not left to the garbage collector: a session's objects form reference cycles, so
         its recogniser would live until a full collection, which ~45 MB of C memory per
-        decoder does not hasten (the collector counts Python objects only).
+        decoder does not hasten (the collector counts Python objects only). Freed, that
+        memory stays in glibc's heaps unless given back
+        (:func:`~glm_local.speech._memory.return_freed_memory`), so whoever owns a
+        recogniser gets it back by closing it.
         """
         if self._decoder is None:
             return
@@ -527,6 +530,7 @@ class PocketSphinxRecognizer:
         self._in_utt = self._decoding = False
         self._utt_audio = bytearray()
         _count_live(-1)
+        return_freed_memory()
 
 
 def _parse_cmn(text: str) -> list[float]:

@@ -66,7 +66,6 @@ class WorkerDied(RuntimeError):
 
 def _serve(conn: Connection, asr: RecognizerName) -> None:
     """A worker's main loop: one model, many recognisers, one request at a time."""
-    from glm_local.speech._memory import return_freed_memory
     from glm_local.speech.asr import live_recognizers
 
     new_recognizer = recognizer_factory(asr)
@@ -85,7 +84,6 @@ def _serve(conn: Connection, asr: RecognizerName) -> None:
                 recognizer = recognizers.pop(rid, None)
                 if recognizer is not None:
                     recognizer.close()
-                    return_freed_memory()
             elif op == "live":
                 result = live_recognizers()
             elif op == "feed":
@@ -154,23 +152,28 @@ class _Worker:
             WorkerDied: the worker exited or failed to load.
         """
         with self.lock:
-            if self.ready:
-                return True
-            try:
-                if not self.conn.poll(timeout):
-                    return False
-                status, _ = self.conn.recv()
-            except (EOFError, OSError) as exc:
-                raise self._gone() from exc
-            if status != "ready":
-                raise self._gone()
-            self.ready = True
+            return self._read_ready(timeout)
+
+    def _read_ready(self, timeout: float) -> bool:
+        """:meth:`wait_ready` with ``lock`` held."""
+        if self.ready:
             return True
+        try:
+            if not self.conn.poll(timeout):
+                return False
+            status, _ = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise self._gone() from exc
+        if status != "ready":
+            raise self._gone()
+        self.ready = True
+        return True
 
     def call(self, op: str, rid: int, arg: bytes | None = None) -> Any:
-        if not self.wait_ready(_START_TIMEOUT_S):
-            raise WorkerDied(f"ASR worker {self.index} did not start in time")
+        """One round trip, ``lock`` held throughout (after the "ready" message, if unread)."""
         with self.lock:
+            if not self._read_ready(_START_TIMEOUT_S):
+                raise WorkerDied(f"ASR worker {self.index} did not start in time")
             if self.failed:
                 raise self._gone()
             try:

@@ -1,5 +1,9 @@
 """Run a graph: node lifecycle, message delivery, stop.
 
+Here: the lifecycle, routing and each node's consumer. A node's run-time state and queue are
+in :mod:`.running_node`; command handler tasks and the ``send_cmd`` calls waiting for their
+results in :mod:`.commands`.
+
 Delivery semantics:
 
 * **Order.** Every message to a node (cmd, data or audio frame) goes through that node's
@@ -42,49 +46,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .commands import PendingCmds, start_cmd
 from .env import AsyncTenEnv
 from .errors import NodeError
 from .extension import Extension
-from .failures import FailureLog
-from .graph import Graph, MsgKind, NodeSpec
+from .graph import Graph, MsgKind
 from .messages import AudioFrame, Cmd, CmdResult, Data
+from .running_node import CmdDelivery, RunningNode
 
 __all__ = ["GraphRunner", "run_graph"]
 
 _T = TypeVar("_T")
 _log = logging.getLogger("glm_realtime.host.runner")
-
-
-@dataclass(eq=False)
-class _CmdDelivery:
-    cmd: Cmd
-    future: asyncio.Future[CmdResult]
-
-
-@dataclass(eq=False)
-class _Node:
-    spec: NodeSpec
-    ext: Extension
-    env: AsyncTenEnv
-    inbox: asyncio.Queue[Data | AudioFrame | _CmdDelivery]
-    inited: bool = False
-    start_called: bool = False
-    stopping: bool = False
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    failures: FailureLog = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.failures = FailureLog(self.env.logger, self.spec.name)
-
-
-@dataclass(eq=False)
-class _Pending:
-    future: asyncio.Future[CmdResult]
-    node: str
 
 
 class GraphRunner:
@@ -116,12 +92,12 @@ class GraphRunner:
         self.graph = graph
         self._stop_timeout = stop_timeout
         self._drain_timeout = drain_timeout
-        self._nodes: dict[str, _Node] = {}
+        self._nodes: dict[str, RunningNode] = {}
         for spec in graph.nodes:
             ext = graph.addons[spec.addon].create(spec.name)
             env = AsyncTenEnv(spec.name, spec.properties, self)
-            self._nodes[spec.name] = _Node(spec, ext, env, asyncio.Queue(queue_size))
-        self._pending: dict[int, _Pending] = {}
+            self._nodes[spec.name] = RunningNode(spec, ext, env, asyncio.Queue(queue_size))
+        self._cmds = PendingCmds()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested = asyncio.Event()
         self._state = "created"
@@ -217,10 +193,7 @@ class GraphRunner:
             for node in self._nodes.values():
                 while not node.inbox.empty():  # wake anyone still blocked on put()
                     node.inbox.get_nowait()
-            for pending in list(self._pending.values()):
-                if not pending.future.done():
-                    pending.future.set_result(CmdResult.error("graph stopped"))
-            self._pending.clear()
+            self._cmds.fail_all("graph stopped")
             for node in reversed(self._nodes.values()):
                 if node.inited:
                     await self._quietly(node, "on_deinit")
@@ -277,31 +250,18 @@ class GraphRunner:
             if node.stopping:
                 future.set_result(CmdResult.error(f"node '{dest}' is stopped", copy))
                 continue
-            self._pending[copy.cmd_id] = _Pending(future, dest)
-            await node.inbox.put(_CmdDelivery(copy, future))
+            self._cmds.expect(copy, future)
+            await node.inbox.put(CmdDelivery(copy, future))
         return await futures[0]
 
     async def route_result(self, source: str, result: CmdResult, target_cmd: Cmd) -> None:
         """Resolve the ``send_cmd`` waiting for ``target_cmd``."""
-        pending = self._pending.get(target_cmd.cmd_id)
-        if pending is None or pending.future.done():
-            _log.warning(
-                "node '%s' returned a result for cmd '%s' that is not awaited "
-                "(answered twice, or after its handler ended)",
-                source,
-                target_cmd.get_name(),
-            )
-            return
-        if not result.is_final():
-            _log.debug("ignoring a non-final result for cmd '%s'", target_cmd.get_name())
-            return
-        result._answer(target_cmd)
-        pending.future.set_result(result)
+        self._cmds.resolve(source, result, target_cmd)
 
     # -- internals ----------------------------------------------------------------
 
     def _spawn(
-        self, node: _Node, coro: Coroutine[Any, Any, _T], name: str, *, own: bool = True
+        self, node: RunningNode, coro: Coroutine[Any, Any, _T], name: str, *, own: bool = True
     ) -> asyncio.Task[_T]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -339,14 +299,14 @@ class GraphRunner:
             depths = {name: node.inbox.qsize() for name, node in self._nodes.items()}
             _log.warning("graph '%s': queues not drained at stop: %s", self.graph.name, depths)
 
-    async def _lifecycle(self, node: _Node, phase: str) -> None:
+    async def _lifecycle(self, node: RunningNode, phase: str) -> None:
         node.env.log_debug(phase)
         try:
             await getattr(node.ext, phase)(node.env)
         except Exception as exc:
             raise NodeError(node.spec.name, phase, exc) from exc
 
-    async def _quietly(self, node: _Node, phase: str) -> None:
+    async def _quietly(self, node: RunningNode, phase: str) -> None:
         try:
             await asyncio.wait_for(self._lifecycle(node, phase), self._stop_timeout)
         except NodeError as exc:
@@ -356,12 +316,12 @@ class GraphRunner:
                 "node '%s' did not finish %s within %s s", node.spec.name, phase, self._stop_timeout
             )
 
-    async def _consume(self, node: _Node) -> None:
+    async def _consume(self, node: RunningNode) -> None:
         while True:
             msg = await node.inbox.get()
-            if isinstance(msg, _CmdDelivery):
+            if isinstance(msg, CmdDelivery):
                 try:
-                    await self._start_cmd(node, msg)
+                    await start_cmd(node, msg, self._cmds, self._spawn)
                 finally:
                     node.inbox.task_done()
                 continue
@@ -377,45 +337,6 @@ class GraphRunner:
                 node.failures.record(kind, msg.get_name(), exc)
             finally:
                 node.inbox.task_done()
-
-    async def _start_cmd(self, node: _Node, delivery: _CmdDelivery) -> None:
-        """Start the handler; return once it first waits, so the next message comes after."""
-        cmd = delivery.cmd
-        started = asyncio.Event()
-        task_name = f"graph:{node.spec.name}:cmd:{cmd.get_name()}#{cmd.cmd_id}"
-        self._spawn(node, self._handle_cmd(node, cmd, delivery.future, started), task_name)
-        await started.wait()
-
-    async def _handle_cmd(
-        self,
-        node: _Node,
-        cmd: Cmd,
-        future: asyncio.Future[CmdResult],
-        started: asyncio.Event,
-    ) -> None:
-        name, where = cmd.get_name(), node.spec.name
-        # The consumer wakes only when this task first waits: on_cmd runs up to there first.
-        started.set()
-        try:
-            if node.stopping:
-                future.set_result(CmdResult.error(f"node '{where}' is stopped", cmd))
-                return
-            try:
-                await node.ext.on_cmd(node.env, cmd)
-            except Exception as exc:
-                node.env.logger.exception("node '%s' failed in on_cmd('%s')", where, name)
-                if not future.done():
-                    text = f"cmd '{name}' failed in node '{where}': {type(exc).__name__}: {exc}"
-                    future.set_result(CmdResult.error(text, cmd))
-                return
-            if not future.done():
-                text = f"node '{where}' returned from on_cmd('{name}') without return_result"
-                node.env.logger.error("%s", text)
-                future.set_result(CmdResult.error(text, cmd))
-        finally:
-            self._pending.pop(cmd.cmd_id, None)
-            if not future.done():
-                future.set_result(CmdResult.error(f"cmd '{name}' to '{where}' was cancelled", cmd))
 
 
 async def run_graph(graph: Graph, **options: Any) -> GraphRunner:

@@ -6,7 +6,9 @@
   tasks, timers, the outbox to the host.
 * :mod:`.inbox`, :mod:`.effects`, :mod:`.outbox`: what goes in, what the core decides,
   what goes out to the host.
-* parts: responses, uplink, memory, transcript sentences, backoff, tool calls, handler.
+* the core's parts (the conversation calls them; no I/O): downlink, responses,
+  response_requests (when to ask for a response), session_setup (what each
+  session.update says), tool_calls, uplink, memory, transcript sentences, backoff; handler.
 """
 
 from .handler import SessionHandler, SessionState, ToolOutcome

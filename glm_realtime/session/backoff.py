@@ -44,6 +44,9 @@ class GiveUp:
 class ReconnectPolicy:
     """Counts consecutive failed sockets; only a socket that proved itself resets the count.
 
+    The count is its :class:`Backoff`'s (each retried failure is one delay there), so the two
+    cannot disagree.
+
     A socket proves itself by serving the user (a completed response, or staying up for a
     while: the caller says when). One that reaches ``session.created`` and dies at once is
     a failure like one that never opened, so a flapping server is bounded by
@@ -59,7 +62,6 @@ class ReconnectPolicy:
         self, max_attempts: int, base_s: float, cap_s: float, rng: random.Random | None = None
     ) -> None:
         self.max_attempts = max_attempts
-        self.failures = 0
         self._backoff = Backoff(base_s, cap_s, rng)
         self._proven = False
         self._ever_opened = False
@@ -76,7 +78,6 @@ class ReconnectPolicy:
         """The current socket served the user: later failures start from scratch."""
         if not self._proven:
             self._proven = True
-            self.failures = 0
             self._backoff.reset()
 
     def lost(self, error: BaseException | None) -> float | GiveUp:
@@ -85,7 +86,7 @@ class ReconnectPolicy:
             return GiveUp(f"fatal: {error}")
         if error is not None and not self._ever_opened and unreachable(error):
             return GiveUp(f"{error} (the first connection: not retried)")
-        self.failures += 1
-        if self.failures > self.max_attempts:
-            return GiveUp(f"gave up after {self.failures} failed connection(s); last: {error}")
-        return self._backoff.next_delay()
+        failures = self._backoff.failures + 1  # this one included
+        if failures > self.max_attempts:
+            return GiveUp(f"gave up after {failures} failed connection(s); last: {error}")
+        return self._backoff.next_delay()  # counts it

@@ -51,7 +51,6 @@ from collections.abc import Callable
 from realtime import events as ev
 from realtime.audio import DownlinkDecoder, UplinkPacker
 from realtime.errors import FATAL_SERVER_CODES, ServerError
-from realtime.session import FunctionTool
 
 from ..config import ExtensionConfig
 from .backoff import GiveUp, ReconnectPolicy
@@ -75,7 +74,9 @@ from .inbox import (
 )
 from .memory import ChatMemory, Role
 from .outbox import ErrorOut, FlushOut, HistoryOut, MetricsOut, TranscriptOut
-from .responses import ResponseState, ResponseTracker
+from .response_requests import ResponseRequests
+from .responses import ResponseTracker
+from .session_setup import SessionSetup
 from .tool_calls import PendingCall, ToolCallBook
 from .uplink import Uplink
 
@@ -94,6 +95,7 @@ class Conversation:
         self.config = config
         self.clock = clock
         self.state = SessionState.IDLE
+        self.failure: BaseException | None = None  # what ended it FAILED, if an error did
         self.memory = ChatMemory(config.max_history)
         packer = UplinkPacker(
             config.input_audio_format, wav_rate=config.input_sample_rate, packet_ms=config.packet_ms
@@ -101,9 +103,9 @@ class Conversation:
         self.uplink = Uplink(packer, config.disconnected_audio, config.disconnected_keep_ms)
         self.responses = ResponseTracker(clock, lambda: DownlinkDecoder(config.sample_rate))
         self.downlink = Downlink(config, clock, self.responses, self._emit)
-        self.tools: dict[str, FunctionTool] = {}
+        self.requests = ResponseRequests(self.responses, self._emit)
+        self.setup = SessionSetup(config)
         self.calls = ToolCallBook()
-        self.users = 0
         self.session_id: str | None = None
         self.connections = 0
         self.live_gen: int | None = None
@@ -114,11 +116,7 @@ class Conversation:
             config.reconnect_max_delay_ms / 1000,
         )
         self._gens = itertools.count(1)
-        self._greet_pending = self._greeted = False
-        self._commit_pending = False
-        self._create_due = False  # a response.create waits for the live response to end
         self._answer_due = False
-        self._history_text = ""
         self._out: list[Effect] = []
 
     # ------------------------------------------------------------------- queries
@@ -163,11 +161,12 @@ class Conversation:
             case FlushCmd():
                 self._end_user_turn()
             case UserJoined():
-                self._user_joined()
+                if self.setup.user_joined() and self.ready:
+                    self._update_session()
             case UserLeft():
-                self.users = max(0, self.users - 1)
+                self.setup.user_left()
             case RegisterTool(tool=tool):
-                self.tools[tool.name] = tool
+                self.setup.tools[tool.name] = tool
                 if self.ready:
                     self._update_session()
             case ToolResult(seq=seq, outcome=outcome):
@@ -203,7 +202,8 @@ class Conversation:
 
     def _lost(self, error: BaseException | None) -> None:
         self.live_gen = None
-        self.ready = self._create_due = False
+        self.ready = False
+        self.requests.connection_lost()
         cut = self.responses.connection_lost()
         if cut is not None:
             # The reply was cut by the network: close its segment, keep what was said.
@@ -220,6 +220,7 @@ class Conversation:
 
     def _fail(self, error: BaseException | None, reason: str) -> None:
         self._set_state(SessionState.FAILED)
+        self.failure = error
         self.calls.clear()
         code = getattr(error, "code", None) or getattr(error, "status", None)
         logger.error("! %s", reason)
@@ -278,32 +279,19 @@ class Conversation:
 
     def _session_created(self, event: ev.SessionCreated) -> None:
         self.session_id = event.session.id
-        self._history_text = self.memory.render()
+        self.setup.history_text = self.memory.render()
         self.ready = True
         self._update_session()
         self._set_state(SessionState.READY)
         self._send_packets(self.uplink.take_backlog())  # after the update: audio in its format
         self._emit(Schedule("proven", self.live_gen or 0, GOOD_AFTER_S))
-        if self._commit_pending:
-            self._commit_turn()
+        self.requests.session_ready()
         if self._answer_due:
             self._answer_due = False
-            self._request_response()
+            self.requests.request()
 
     def _update_session(self) -> None:
-        greet = self._greet_pending and not self._greeted
-        tools = tuple(self.tools.values())
-        session = self.config.session_config(tools, self._history_text, greet=greet)
-        self._emit(Send(ev.SessionUpdate(session=session)))
-        if greet:
-            self._greeted, self._greet_pending = True, False
-
-    def _user_joined(self) -> None:
-        self.users += 1
-        if self.users == 1 and self.config.greeting and not self._greeted:
-            self._greet_pending = True
-            if self.ready:
-                self._update_session()
+        self._emit(Send(self.setup.update()))
 
     def _user_transcript(self, text: str) -> None:
         if not text.strip():
@@ -323,9 +311,8 @@ class Conversation:
                 self.reconnects.proven()
         rate = self.config.sample_rate
         self._emit(MetricsOut(response.metrics(self.clock(), info.status, info.usage, rate)))
-        self._follow_up(response)
-        if self._create_due:
-            self._send_create()
+        self.requests.follow_up(response)
+        self.requests.response_done()
         if self._answer_due:
             self._answer_from_memory()
 
@@ -333,8 +320,7 @@ class Conversation:
         self._emit(FlushOut())
         self.calls.supersede_all()
         self._answer_due = False
-        if self._create_due:  # never sent: nothing to cancel
-            self._create_due = self.responses.requested = False
+        self.requests.barged_in()
         response = self.responses.interrupt()
         if response is None:
             return
@@ -350,28 +336,7 @@ class Conversation:
             return
         self._send_packets(self.uplink.packer.flush())
         self.responses.turn_ended()
-        if self.ready:
-            self._commit_turn()
-        else:
-            # The held audio goes out when a session is ready; its commit must follow it.
-            self._commit_pending = True
-
-    def _commit_turn(self) -> None:
-        self._commit_pending = False
-        self._emit(Send(ev.InputAudioBufferCommit()))
-        self._request_response()
-
-    def _request_response(self) -> None:
-        self.responses.request()
-        self._send_create()
-
-    def _send_create(self) -> None:
-        # Never over a live response: GLM refuses it ("already has an active response").
-        if self.responses.active is not None:
-            self._create_due = True
-            return
-        self._create_due = False
-        self._emit(Send(ev.ResponseCreate()))
+        self.requests.commit_turn(self.ready)
 
     # --------------------------------------------------------------------- tools
 
@@ -401,7 +366,7 @@ class Conversation:
             return
         item = ev.ItemParam.function_call_output(outcome.output, call.call_id)
         self._emit(Send(ev.ConversationItemCreate(item=item)))
-        self._follow_up(call.response)
+        self.requests.follow_up(call.response)
 
     def _answer_from_memory(self) -> None:
         """Answer a request whose tool result outlived its socket, once GLM is free."""
@@ -409,15 +374,9 @@ class Conversation:
             self._answer_due = True
             return
         self._answer_due = False
-        self._history_text = self.memory.render()
+        self.setup.history_text = self.memory.render()
         self._update_session()
-        self._request_response()
-
-    def _follow_up(self, response: ResponseState) -> None:
-        # One response.create after every output of the response is in: several would
-        # race into "conversation already has an active response".
-        if self.responses.follow_up_due(response):
-            self._send_create()
+        self.requests.request()
 
     def _remember_tool(self, call: PendingCall, outcome: ToolOutcome) -> None:
         self._remember("assistant", f"[tool {call.name}({call.arguments}) -> {outcome.output}]")

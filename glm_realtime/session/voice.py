@@ -98,6 +98,11 @@ class VoiceSession:
         return self.core.state
 
     @property
+    def failure(self) -> BaseException | None:
+        """The error that made the session FAILED (None if none did, or not failed)."""
+        return self.core.failure
+
+    @property
     def ready(self) -> bool:
         """A session is configured and audio flows."""
         return self.core.ready
@@ -120,12 +125,12 @@ class VoiceSession:
     @property
     def users(self) -> int:
         """Users present."""
-        return self.core.users
+        return self.core.setup.users
 
     @property
     def tools(self) -> list[FunctionTool]:
         """Registered tools, in registration order."""
-        return list(self.core.tools.values())
+        return list(self.core.setup.tools.values())
 
     def settled(self) -> bool:
         """Nothing in progress or owed, and every output handed to the host."""
