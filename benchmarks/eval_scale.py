@@ -1,17 +1,17 @@
 """Eval throughput on Ray against the number of actors, next to the in-process eval.
 
 One run of the same scenario slice (``--only``, ``--trials``) on the embedded backend's
-virtual clock, first in process (``run_eval``, ``--concurrency`` conversations at once),
-then on Ray with 1, 2, ... actors (``--actors 1,2``) of ``--concurrency`` conversations
-each. Ray is started once before the Ray rows (``--num-cpus``, loopback only) or joined
+virtual clock, first in process (``run_eval``) at ``--concurrency`` conversations at once
+and at each Ray row's total, then on Ray with 1, 2, ... actors (``--actors 1,2``) of
+``--concurrency`` conversations each. Ray is started once before the Ray rows (``--num-cpus``, loopback only) or joined
 (``--address``, e.g. ``auto`` on a cluster node, or ``ray://head:10001``); its start is
 not in any row.
 
 Per row: wall time of the whole eval (actors' start-up and backend load included, the
 ``setup`` column), scenarios per minute and audio seconds per wall second over that wall
 time, and the same over the run alone (wall minus setup). The ratio column is each row's
-run-alone throughput over the in-process row's: Ray's overhead (below 1) or its gain
-from more cores (above 1), measured in this one run. The CPU column is how busy the
+run-alone throughput over the in-process row's at the same total concurrency: Ray's
+overhead (below 1) or its gain from more processes (above 1), measured in this one run. The CPU column is how busy the
 machine's cores were during the row (``/proc/stat``, so on a quiet machine: this run):
 near 100 % in process means more actors on this machine have nothing to gain.
 
@@ -62,7 +62,7 @@ def _row(name: str, actors: int | str, report: Any, cpu: float) -> dict[str, Any
 
 
 def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    base = rows[0]["run_per_min"]
+    base = {r["concurrency"]: r["run_per_min"] for r in rows if r["runner"] == "in-process"}
     print(
         f"eval_scale: {rows[0]['conversations']} conversations per row "
         f"(--only {args.only or 'all'}, {args.trials} trials), embedded backend, virtual clock; "
@@ -70,7 +70,7 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
     print(
         "| runner | actors | concurrency | passed | setup s | wall s | scen/min | audio s/s "
-        "| run scen/min | run audio s/s | vs in-process | CPU of the cores |"
+        "| run scen/min | run audio s/s | vs in-process at its concurrency | CPU of the cores |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -78,7 +78,7 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"| {r['runner']} | {r['actors']} | {r['concurrency']} | "
             f"{r['passed']}/{r['conversations']} | {r['setup_s']:.1f} | {r['wall_s']:.1f} | "
             f"{r['per_min']:.1f} | {r['audio_x']:.2f} | {r['run_per_min']:.1f} | "
-            f"{r['run_audio_x']:.2f} | {r['run_per_min'] / base:.2f}x | {r['cpu']:.0%} |"
+            f"{r['run_audio_x']:.2f} | {r['run_per_min'] / base[r['concurrency']]:.2f}x | {r['cpu']:.0%} |"
         )
 
 
@@ -90,10 +90,15 @@ async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     only = [name.strip() for name in (args.only or "").split(",") if name.strip()]
     scenarios = select_scenarios(load_scenarios(), only)
     options = EvalOptions(seed=args.seed)
+    actor_counts = [int(a) for a in args.actors.split(",") if a.strip()]
     busy = Busy()
-    report = await run_eval(scenarios, options, concurrency=args.concurrency, trials=args.trials)
-    rows = [_row("in-process", "-", report, busy.share())]
-    for actors in [int(a) for a in args.actors.split(",") if a.strip()]:
+    rows = []
+    # In process at every concurrency a Ray row has, so a gain from more conversations at
+    # once is not taken for a gain from Ray.
+    for concurrency in sorted({args.concurrency, *(a * args.concurrency for a in actor_counts)}):
+        report = await run_eval(scenarios, options, concurrency=concurrency, trials=args.trials)
+        rows.append(_row("in-process", "-", report, busy.share()))
+    for actors in actor_counts:
         report = await run_ray_eval(
             scenarios,
             options,
