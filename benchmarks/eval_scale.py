@@ -3,17 +3,18 @@
 One run of the same scenario slice (``--only``, ``--trials``) on the embedded backend's
 virtual clock, first in process (``run_eval``) at ``--concurrency`` conversations at once
 and at each Ray row's total, then on Ray with 1, 2, ... actors (``--actors 1,2``) of
-``--concurrency`` conversations each. Ray is started once before the Ray rows (``--num-cpus``, loopback only) or joined
-(``--address``, e.g. ``auto`` on a cluster node, or ``ray://head:10001``); its start is
-not in any row.
+``--concurrency`` conversations each. Ray is started once before the Ray rows
+(``--num-cpus``, loopback only) or joined (``--address``, e.g. ``auto`` on a cluster node,
+or ``ray://head:10001``); its start is not in any row.
 
 Per row: wall time of the whole eval (actors' start-up and backend load included, the
 ``setup`` column), scenarios per minute and audio seconds per wall second over that wall
 time, and the same over the run alone (wall minus setup). The ratio column is each row's
 run-alone throughput over the in-process row's at the same total concurrency: Ray's
-overhead (below 1) or its gain from more processes (above 1), measured in this one run. The CPU column is how busy the
-machine's cores were during the row (``/proc/stat``, so on a quiet machine: this run):
-near 100 % in process means more actors on this machine have nothing to gain.
+overhead (below 1) or its gain from more processes (above 1), measured in this one run.
+The CPU column is how busy the machine's cores were during the row (``/proc/stat``, so on
+a quiet machine: this run): near 100 % in process means more actors on this machine have
+nothing to gain.
 
 Run: ``python -m benchmarks eval_scale [--only CATEGORIES] [--trials K] [--actors 1,2]``.
 """
@@ -74,11 +75,12 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        ratio = r["run_per_min"] / base[r["concurrency"]]
         print(
             f"| {r['runner']} | {r['actors']} | {r['concurrency']} | "
             f"{r['passed']}/{r['conversations']} | {r['setup_s']:.1f} | {r['wall_s']:.1f} | "
             f"{r['per_min']:.1f} | {r['audio_x']:.2f} | {r['run_per_min']:.1f} | "
-            f"{r['run_audio_x']:.2f} | {r['run_per_min'] / base[r['concurrency']]:.2f}x | {r['cpu']:.0%} |"
+            f"{r['run_audio_x']:.2f} | {ratio:.2f}x | {r['cpu']:.0%} |"
         )
 
 
