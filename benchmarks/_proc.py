@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["percentile", "tree", "usage"]
+__all__ = ["machine_cpu", "percentile", "tree", "usage"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -33,7 +33,12 @@ def tree(pid: int) -> list[int]:
 
 
 def usage(pid: int) -> tuple[float, float]:
-    """CPU seconds (user + system) and RSS MiB of the process tree of ``pid``."""
+    """CPU seconds and RSS MiB of the process tree of ``pid``.
+
+    The CPU counts user + system time of the live members and of the children they
+    reaped (an ASR worker replaced), so a difference of two readings is what the tree
+    computed in between, as long as its processes' parents reap them.
+    """
     cpu = rss = 0.0
     for member in tree(pid):
         try:
@@ -41,9 +46,20 @@ def usage(pid: int) -> tuple[float, float]:
             pages = int(Path(f"/proc/{member}/statm").read_text().split()[1])
         except OSError:
             continue
-        cpu += (int(fields[11]) + int(fields[12])) / _TICK
+        cpu += sum(int(f) for f in fields[11:15]) / _TICK  # utime stime cutime cstime
         rss += pages * _PAGE / 2**20
     return cpu, rss
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine since boot (``/proc/stat``).
+
+    What a run computed where its processes come and go (Ray's actors are started and
+    killed by Ray's daemon, not by us): a difference of two readings on a quiet machine.
+    """
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / _TICK, sum(fields[:8]) / _TICK
 
 
 def percentile(values: Sequence[float], q: float) -> float:

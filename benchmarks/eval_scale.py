@@ -1,17 +1,20 @@
 """Eval throughput on Ray against the number of actors, next to the in-process eval.
 
 One run of the same scenario slice (``--only``, ``--trials``) on the embedded backend's
-virtual clock, first in process (``run_eval``, ``--concurrency`` conversations at once),
-then on Ray with 1, 2, ... actors (``--actors 1,2``) of ``--concurrency`` conversations
-each. Ray is started once before the Ray rows (``--num-cpus``, loopback only) or joined
-(``--address``, e.g. ``auto`` on a cluster node, or ``ray://head:10001``); its start is
-not in any row.
+virtual clock, first in process (``run_eval``) at ``--concurrency`` conversations at once
+and at each Ray row's total, then on Ray with 1, 2, ... actors (``--actors 1,2``) of
+``--concurrency`` conversations each. Ray is started once before the Ray rows
+(``--num-cpus``, loopback only) or joined (``--address``, e.g. ``auto`` on a cluster node,
+or ``ray://head:10001``); its start is not in any row.
 
 Per row: wall time of the whole eval (actors' start-up and backend load included, the
 ``setup`` column), scenarios per minute and audio seconds per wall second over that wall
 time, and the same over the run alone (wall minus setup). The ratio column is each row's
-run-alone throughput over the in-process row's: Ray's overhead (below 1) or its gain
-from more cores (above 1), measured in this one run.
+run-alone throughput over the in-process row's at the same total concurrency: Ray's
+overhead (below 1) or its gain from more processes (above 1), measured in this one run.
+The CPU column is how busy the machine's cores were during the row (``/proc/stat``, so on
+a quiet machine: this run): near 100 % in process means more actors on this machine have
+nothing to gain.
 
 Run: ``python -m benchmarks eval_scale [--only CATEGORIES] [--trials K] [--actors 1,2]``.
 """
@@ -24,8 +27,22 @@ import os
 import sys
 from typing import Any
 
+from benchmarks._proc import machine_cpu
 
-def _row(name: str, actors: int | str, report: Any) -> dict[str, Any]:
+
+class Busy:
+    """The machine's CPU busy share since the last reading."""
+
+    def __init__(self) -> None:
+        self._last = machine_cpu()
+
+    def share(self) -> float:
+        (busy0, total0), (busy1, total1) = self._last, machine_cpu()
+        self._last = (busy1, total1)
+        return (busy1 - busy0) / max(total1 - total0, 1e-9)
+
+
+def _row(name: str, actors: int | str, report: Any, cpu: float) -> dict[str, Any]:
     meta, summary = report.meta, report.summary
     wall = meta["wall_s"]
     run = max(wall - meta.get("setup_s", 0.0), 1e-9)
@@ -41,11 +58,12 @@ def _row(name: str, actors: int | str, report: Any) -> dict[str, Any]:
         "audio_x": summary["audio_s"] / wall,
         "run_per_min": 60 * summary["records"] / run,
         "run_audio_x": summary["audio_s"] / run,
+        "cpu": cpu,
     }
 
 
 def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    base = rows[0]["run_per_min"]
+    base = {r["concurrency"]: r["run_per_min"] for r in rows if r["runner"] == "in-process"}
     print(
         f"eval_scale: {rows[0]['conversations']} conversations per row "
         f"(--only {args.only or 'all'}, {args.trials} trials), embedded backend, virtual clock; "
@@ -53,15 +71,16 @@ def _print(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     )
     print(
         "| runner | actors | concurrency | passed | setup s | wall s | scen/min | audio s/s "
-        "| run scen/min | run audio s/s | vs in-process |"
+        "| run scen/min | run audio s/s | vs in-process at its concurrency | CPU of the cores |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        ratio = r["run_per_min"] / base[r["concurrency"]]
         print(
             f"| {r['runner']} | {r['actors']} | {r['concurrency']} | "
             f"{r['passed']}/{r['conversations']} | {r['setup_s']:.1f} | {r['wall_s']:.1f} | "
             f"{r['per_min']:.1f} | {r['audio_x']:.2f} | {r['run_per_min']:.1f} | "
-            f"{r['run_audio_x']:.2f} | {r['run_per_min'] / base:.2f}x |"
+            f"{r['run_audio_x']:.2f} | {ratio:.2f}x | {r['cpu']:.0%} |"
         )
 
 
@@ -73,9 +92,15 @@ async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     only = [name.strip() for name in (args.only or "").split(",") if name.strip()]
     scenarios = select_scenarios(load_scenarios(), only)
     options = EvalOptions(seed=args.seed)
-    report = await run_eval(scenarios, options, concurrency=args.concurrency, trials=args.trials)
-    rows = [_row("in-process", "-", report)]
-    for actors in [int(a) for a in args.actors.split(",") if a.strip()]:
+    actor_counts = [int(a) for a in args.actors.split(",") if a.strip()]
+    busy = Busy()
+    rows = []
+    # In process at every concurrency a Ray row has, so a gain from more conversations at
+    # once is not taken for a gain from Ray.
+    for concurrency in sorted({args.concurrency, *(a * args.concurrency for a in actor_counts)}):
+        report = await run_eval(scenarios, options, concurrency=concurrency, trials=args.trials)
+        rows.append(_row("in-process", "-", report, busy.share()))
+    for actors in actor_counts:
         report = await run_ray_eval(
             scenarios,
             options,
@@ -83,7 +108,7 @@ async def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             concurrency=actors * args.concurrency,
             trials=args.trials,
         )
-        rows.append(_row("ray", actors, report))
+        rows.append(_row("ray", actors, report, busy.share()))
         print(f"ray, {actors} actors: {report.meta['wall_s']:.1f} s", file=sys.stderr)
     return rows
 
