@@ -162,16 +162,17 @@ async def _follow(source: FileSource, progress: TurnProgress) -> None:
 
 
 async def _answered(source: FileSource, session: VoiceSession) -> None:
-    """The input was played and the reply settled, or the session failed first (a refused
-    key ends the turn at once, not after the whole input)."""
+    """The input was played and the reply to it settled, or the session failed first (a
+    refused key ends the turn at once, not after the whole input). A greeting is not the
+    reply: the turn waits for the answer to what the user said."""
     played = asyncio.create_task(source.finished.wait(), name="turn:played")
-    ended = asyncio.create_task(session.wait_settled(1), name="turn:settled-or-failed")
+    ended = asyncio.create_task(session.wait_answered(1), name="turn:answered-or-failed")
     try:
         await asyncio.wait({played, ended}, return_when=asyncio.FIRST_COMPLETED)
         if session.state is SessionState.FAILED:
             return
         await played
-        await session.wait_settled(1)
+        await session.wait_answered(1)
     finally:
         for task in (played, ended):
             task.cancel()

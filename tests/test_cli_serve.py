@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import socket
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from glm_local.server import LocalRealtimeServer
+from glm_realtime.app import DEFAULT_GRAPH
 from realtime.connection import connect
-from tests.cli_process import PROCESS_TIMEOUT, assert_user_error, cli
+from tests.cli_process import PROCESS_TIMEOUT, assert_user_error, bundled_graph_with, cli
 from tests.fake_glm import Close, FakeGLMServer
 
 pytestmark = pytest.mark.speech
@@ -134,3 +136,26 @@ async def test_run_without_a_key_on_a_server_with_a_token_says_to_pass_it(tmp_pa
         code, _, err = await run_without_a_key(server, tmp_path)
     assert_user_error(code, err, 1, "401", "pass it as --api-key")
     assert err.strip().splitlines()[-1].startswith("Error: the GLM session failed")
+
+
+async def test_a_run_with_a_greeting_waits_for_the_reply_to_the_user_not_the_greeting(
+    tmp_path: Path,
+) -> None:
+    """The greeting is a response too: the turn ends on the answer to what was said, so
+    with the input played at once the reply is not cut when the greeting is over."""
+    nodes = json.loads(DEFAULT_GRAPH.read_text())["_ten"]["predefined_graphs"][0]["nodes"]
+    glm = {**next(n for n in nodes if n["name"] == "glm")["property"], "greeting": "Hello!"}
+    graph = bundled_graph_with(tmp_path, "greets.json", "glm", {"property": glm})
+    transcript = tmp_path / "t.jsonl"
+    async with LocalRealtimeServer(port=0, pace=0) as server:
+        code, out, err = await cli(
+            *("run", "--input", str(SPEECH), "--output", str(tmp_path / "b.wav")),
+            *("--speed", "0", "--url", server.url, "--graph", str(graph)),
+            *("--transcript", str(transcript)),
+            env=NO_KEY,
+        )
+    assert code == 0, err
+    assert "assistant: You said: go forward ten meters." in out
+    records = [json.loads(line) for line in transcript.read_text().splitlines()]
+    responses = [r["metrics"] for r in records if r.get("metrics", {}).get("kind") == "response"]
+    assert responses[-1]["status"] == "completed", responses

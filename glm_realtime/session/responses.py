@@ -118,6 +118,7 @@ class ResponseTracker:
         self._decoder = decoder
         self.active: ResponseState | None = None
         self.done_count = 0
+        self.answered_count = 0  # responses done that answered the user (not a greeting)
         self._live: dict[str, ResponseState] = {}
         self._stale = BoundedSet(stale_limit)
         # Interrupted responses until their response.done, for their metrics (bounded).
@@ -214,6 +215,8 @@ class ResponseTracker:
         else:
             self._live.pop(response_id, None)
         self.done_count += 1
+        if response.turn_end_at is not None:
+            self.answered_count += 1
         return response
 
     def follow_up_due(self, response: ResponseState) -> bool:

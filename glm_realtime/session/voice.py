@@ -190,6 +190,17 @@ class VoiceSession:
             )
         )
 
+    async def wait_answered(self, min_answers: int = 1) -> None:
+        """Wait until ``min_answers`` responses to the user's speech ended and the session
+        is settled: a greeting (or any response the user did not ask for) does not count."""
+        await self._wait(
+            lambda: (
+                self.core.responses.answered_count >= min_answers
+                and self.settled()
+                or self.core.ended
+            )
+        )
+
     async def _wait(self, predicate: Callable[[], bool]) -> None:
         while not predicate():
             await self._changed.wait()
