@@ -21,7 +21,13 @@ import glm_realtime.extension  # noqa: F401 - registers glm_v2v_python for load_
 from glm_realtime.config import ExtensionConfig
 from glm_realtime.extension import GLMRealtimeExtension
 from glm_realtime.host.errors import GraphError
-from glm_realtime.host.graph import choose_graph, graph_names, load_graph, read_app_property
+from glm_realtime.host.graph import (
+    Graph,
+    choose_graph,
+    graph_names,
+    load_graph,
+    read_app_property,
+)
 from glm_realtime.host.runner import GraphRunner
 from glm_realtime.nodes import FileSource, TranscriptCollector
 from glm_realtime.progress import TurnProgress
@@ -98,13 +104,27 @@ def check_app(app: dict[str, Any], graph_name: str | None = None) -> None:
     graph = load_graph(app, graph_name)
     for node in graph.nodes:
         if node.addon == "glm_v2v_python":  # its settings, checked before a backend starts
-            ExtensionConfig.from_properties(dict(node.properties), node.name)
+            config = ExtensionConfig.from_properties(dict(node.properties), node.name)
+            if not config.server_vad and not _flushed(graph, node.name):
+                raise TurnError(
+                    f"node '{node.name}' has server_vad false (client VAD): the user's turn "
+                    f"ends only on a flush cmd into it, and no node of graph '{graph.name}' "
+                    f"sends it one, so no reply would come; set server_vad true, or connect "
+                    f"a node's flush cmd to '{node.name}'"
+                )
     missing = [a for a in REQUIRED_ADDONS if a not in {node.addon for node in graph.nodes}]
     if missing:
         raise TurnError(
             f"graph '{graph.name}' has no {', '.join(missing)} node; a turn needs a "
             f"{', a '.join(REQUIRED_ADDONS)} node (see {DEFAULT_GRAPH})"
         )
+
+
+def _flushed(graph: Graph, node: str) -> bool:
+    """Whether some node of ``graph`` sends a ``flush`` cmd to ``node``."""
+    return any(
+        r.kind == "cmd" and r.name == "flush" and node in r.destinations for r in graph.routes
+    )
 
 
 def prepare_app(

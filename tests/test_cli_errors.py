@@ -144,6 +144,20 @@ async def test_a_bad_glm_property_is_one_line_without_doubled_wording(
     assert short(err)
 
 
+async def test_client_vad_with_nothing_to_end_the_turn_is_refused_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    """server_vad false waits for a flush cmd; the bundled graph sends none, so the run
+    would only time out: it is refused at once, saying what to change."""
+    graph = bundled_graph_with(tmp_path, "g.json", "glm", {"property": {"server_vad": False}})
+    code, err = await run(
+        tmp_path, "--input", str(tone_wav(tmp_path / "in.wav")), "--graph", str(graph)
+    )
+    assert_user_error(code, err, 1, "node 'glm' has server_vad false", "set server_vad true")
+    assert "backend" not in err  # checked before anything starts
+    assert short(err)
+
+
 async def test_a_url_elsewhere_without_a_key_is_refused_with_the_reason(tmp_path: Path) -> None:
     code, err = await run(
         tmp_path,
