@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 from ._deps import MissingSpeechDependency
 
 if TYPE_CHECKING:
-    from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer, live_recognizers
     from .asr_processes import RecognizerProcesses, RemoteRecognizer, WorkerDied
+    from .asr_protocol import Recognizer, live_recognizers
+    from .pocketsphinx_model import PocketSphinxModel
+    from .pocketsphinx_recognizer import PocketSphinxRecognizer
     from .recognizers import RECOGNIZER_NAMES, recognizer_factory
     from .tts import (
         OUTPUT_SAMPLE_RATE,
@@ -68,10 +70,10 @@ __all__ = [
 ]
 
 _LAZY: dict[str, str] = {
-    "PocketSphinxModel": "asr",
-    "PocketSphinxRecognizer": "asr",
-    "Recognizer": "asr",
-    "live_recognizers": "asr",
+    "PocketSphinxModel": "pocketsphinx_model",
+    "PocketSphinxRecognizer": "pocketsphinx_recognizer",
+    "Recognizer": "asr_protocol",
+    "live_recognizers": "asr_protocol",
     "RecognizerProcesses": "asr_processes",
     "RemoteRecognizer": "asr_processes",
     "WorkerDied": "asr_processes",
