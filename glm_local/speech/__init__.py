@@ -30,17 +30,13 @@ from ._deps import MissingSpeechDependency
 if TYPE_CHECKING:
     from .asr_processes import RecognizerProcesses, RemoteRecognizer, WorkerDied
     from .asr_protocol import Recognizer, live_recognizers
+    from .espeak_synthesizer import EspeakSynthesizer
+    from .piper_synthesizer import PiperSynthesizer
     from .pocketsphinx_model import PocketSphinxModel
     from .pocketsphinx_recognizer import PocketSphinxRecognizer
     from .recognizers import RECOGNIZER_NAMES, recognizer_factory
-    from .tts import (
-        OUTPUT_SAMPLE_RATE,
-        EspeakSynthesizer,
-        PiperSynthesizer,
-        Synthesizer,
-        make_synthesizer,
-        split_text,
-    )
+    from .tts import make_synthesizer
+    from .tts_streaming import OUTPUT_SAMPLE_RATE, Synthesizer, split_text
     from .vad import SpeechDetector, SpeechStarted, SpeechStopped, VadEvent
     from .whisper import WhisperModel, WhisperRecognizer
 
@@ -81,12 +77,12 @@ _LAZY: dict[str, str] = {
     "recognizer_factory": "recognizers",
     "WhisperModel": "whisper",
     "WhisperRecognizer": "whisper",
-    "OUTPUT_SAMPLE_RATE": "tts",
-    "EspeakSynthesizer": "tts",
-    "PiperSynthesizer": "tts",
-    "Synthesizer": "tts",
+    "OUTPUT_SAMPLE_RATE": "tts_streaming",
+    "EspeakSynthesizer": "espeak_synthesizer",
+    "PiperSynthesizer": "piper_synthesizer",
+    "Synthesizer": "tts_streaming",
     "make_synthesizer": "tts",
-    "split_text": "tts",
+    "split_text": "tts_streaming",
     "SpeechDetector": "vad",
     "SpeechStarted": "vad",
     "SpeechStopped": "vad",
