@@ -26,7 +26,7 @@ import pybase64
 from glm_local.engine import Reply, ReplyEngine, ReplyRequest
 from glm_local.threads import BlockingWork
 from realtime import events as ev
-from realtime.server_events import InputTokenDetails, OutputTokenDetails
+from realtime.server_objects import InputTokenDetails, OutputTokenDetails
 
 if TYPE_CHECKING:
     from glm_local.speech import Synthesizer

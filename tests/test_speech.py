@@ -275,7 +275,7 @@ def test_pocketsphinx_wer_on_librivox(model: PocketSphinxModel) -> None:
 
 
 def test_first_utterance_is_decoded_with_its_own_cepstral_mean(model: PocketSphinxModel) -> None:
-    # "Own": measured on the utterance itself (within the asr module's _CMN_TOLERANCE).
+    # "Own": measured on the utterance itself (within pocketsphinx_recognizer's _CMN_TOLERANCE).
     text, clip = corpus("cards")[0]  # "ten of clubs", 1.1 s
     calibrating = PocketSphinxRecognizer(model)
     assert not calibrating.calibrated
@@ -324,11 +324,11 @@ def test_first_utterance_can_be_decoded_while_it_is_spoken(model: PocketSphinxMo
 def test_finish_decodes_again_when_the_mean_moved_too_far(
     model: PocketSphinxModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from glm_local.speech import asr
+    from glm_local.speech import pocketsphinx_recognizer
 
     # With no tolerance, finish() always decodes the whole utterance again with its
     # final mean: the slow path, same answer.
-    monkeypatch.setattr(asr, "_CMN_TOLERANCE", 0.0)
+    monkeypatch.setattr(pocketsphinx_recognizer, "_CMN_TOLERANCE", 0.0)
     text, clip = corpus("cards")[0]
     recognizer = PocketSphinxRecognizer(model, decode_while_calibrating=True)
     assert recognize(recognizer, clip) == text

@@ -28,17 +28,15 @@ from typing import TYPE_CHECKING, Any
 from ._deps import MissingSpeechDependency
 
 if TYPE_CHECKING:
-    from .asr import PocketSphinxModel, PocketSphinxRecognizer, Recognizer, live_recognizers
     from .asr_processes import RecognizerProcesses, RemoteRecognizer, WorkerDied
+    from .asr_protocol import Recognizer, live_recognizers
+    from .espeak_synthesizer import EspeakSynthesizer
+    from .piper_synthesizer import PiperSynthesizer
+    from .pocketsphinx_model import PocketSphinxModel
+    from .pocketsphinx_recognizer import PocketSphinxRecognizer
     from .recognizers import RECOGNIZER_NAMES, recognizer_factory
-    from .tts import (
-        OUTPUT_SAMPLE_RATE,
-        EspeakSynthesizer,
-        PiperSynthesizer,
-        Synthesizer,
-        make_synthesizer,
-        split_text,
-    )
+    from .tts import make_synthesizer
+    from .tts_streaming import OUTPUT_SAMPLE_RATE, Synthesizer, split_text
     from .vad import SpeechDetector, SpeechStarted, SpeechStopped, VadEvent
     from .whisper import WhisperModel, WhisperRecognizer
 
@@ -68,10 +66,10 @@ __all__ = [
 ]
 
 _LAZY: dict[str, str] = {
-    "PocketSphinxModel": "asr",
-    "PocketSphinxRecognizer": "asr",
-    "Recognizer": "asr",
-    "live_recognizers": "asr",
+    "PocketSphinxModel": "pocketsphinx_model",
+    "PocketSphinxRecognizer": "pocketsphinx_recognizer",
+    "Recognizer": "asr_protocol",
+    "live_recognizers": "asr_protocol",
     "RecognizerProcesses": "asr_processes",
     "RemoteRecognizer": "asr_processes",
     "WorkerDied": "asr_processes",
@@ -79,12 +77,12 @@ _LAZY: dict[str, str] = {
     "recognizer_factory": "recognizers",
     "WhisperModel": "whisper",
     "WhisperRecognizer": "whisper",
-    "OUTPUT_SAMPLE_RATE": "tts",
-    "EspeakSynthesizer": "tts",
-    "PiperSynthesizer": "tts",
-    "Synthesizer": "tts",
+    "OUTPUT_SAMPLE_RATE": "tts_streaming",
+    "EspeakSynthesizer": "espeak_synthesizer",
+    "PiperSynthesizer": "piper_synthesizer",
+    "Synthesizer": "tts_streaming",
     "make_synthesizer": "tts",
-    "split_text": "tts",
+    "split_text": "tts_streaming",
     "SpeechDetector": "vad",
     "SpeechStarted": "vad",
     "SpeechStopped": "vad",

@@ -3,8 +3,8 @@
 pocketsphinx holds the GIL while it decodes, so the recognisers of concurrent sessions in one
 process share one core however many threads call them. :class:`RecognizerProcesses` starts
 ``processes`` workers, each loading the model once, and hands out :class:`RemoteRecognizer`
-objects that implement :class:`~glm_local.speech.asr.Recognizer` by forwarding every call to
-a worker over a socket. The calling thread waits on the socket without the GIL, so sessions
+objects that implement :class:`~glm_local.speech.asr_protocol.Recognizer` by forwarding every
+call to a worker over a socket. The calling thread waits on the socket without the GIL, so sessions
 on different workers decode at the same time. A new recogniser goes to the ready worker
 holding the fewest. Whisper works the same way (``asr="whisper"``), but gains little from it:
 it computes without the GIL, on every core, in the server process too, and each worker
@@ -47,7 +47,7 @@ from glm_local.speech.recognizers import RecognizerName, check_recognizer_name, 
 from realtime.errors import ConfigError
 
 if TYPE_CHECKING:
-    from glm_local.speech.asr import Recognizer
+    from glm_local.speech.asr_protocol import Recognizer
 
 __all__ = ["MAX_PROCESSES", "RecognizerProcesses", "RemoteRecognizer", "WorkerDied"]
 
@@ -66,7 +66,7 @@ class WorkerDied(RuntimeError):
 
 def _serve(conn: Connection, asr: RecognizerName) -> None:
     """A worker's main loop: one model, many recognisers, one request at a time."""
-    from glm_local.speech.asr import live_recognizers
+    from glm_local.speech.asr_protocol import live_recognizers
 
     new_recognizer = recognizer_factory(asr)
     recognizers: dict[int, Recognizer] = {}

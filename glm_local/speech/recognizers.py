@@ -18,7 +18,7 @@ from realtime.errors import ConfigError
 from ._deps import MissingSpeechDependency
 
 if TYPE_CHECKING:
-    from .asr import Recognizer
+    from .asr_protocol import Recognizer
 
 __all__ = [
     "RECOGNIZER_NAMES",
@@ -70,7 +70,8 @@ def recognizer_factory(name: RecognizerName) -> Callable[[], Recognizer]:
         from .whisper import WhisperModel, WhisperRecognizer
 
         return functools.partial(WhisperRecognizer, WhisperModel.default())
-    from .asr import PocketSphinxModel, PocketSphinxRecognizer
+    from .pocketsphinx_model import PocketSphinxModel
+    from .pocketsphinx_recognizer import PocketSphinxRecognizer
 
     # No partial hypotheses: nothing sends them, and each costs a search backtrace.
     return functools.partial(

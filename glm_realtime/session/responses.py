@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtime.audio import DownlinkDecoder
-from realtime.server_events import Usage
+from realtime.server_objects import Usage
 
 from .transcript import SentenceSplitter
 
