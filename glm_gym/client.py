@@ -58,6 +58,7 @@ __all__ = [
     "GymHTTPError",
     "GymUnavailable",
     "StepOutcomeUnknown",
+    "server_info",
 ]
 
 _INSTRUCTIONS = """\
@@ -297,6 +298,43 @@ class GlmVoiceTask(BaseTask):
         """Close every client's env."""
         for client in self.clients:
             client.close()
+
+
+def server_info(base_url: str, *, retries: int = 3, timeout: float = 10.0) -> dict[str, Any]:
+    """``GET /`` of a gym server: what it serves (backend, clock, scenario count, cap).
+
+    A refused connection or a 503 is retried (``retries`` attempts), as for every route.
+
+    Raises:
+        GymUnavailable: Not reachable after the retries.
+        GymHTTPError: Something answered, but not as a gym server does.
+    """
+    base = base_url.rstrip("/")
+    backoff = Backoff(0.2, 5.0)
+    with httpx.Client(base_url=base, timeout=timeout) as http:
+        for attempt in range(1, max(1, retries) + 1):
+            try:
+                response = http.get("/")
+            except httpx.TransportError as exc:
+                last = f"cannot reach {base} ({type(exc).__name__}: {exc})"
+            else:
+                if response.status_code != 503:
+                    break
+                last = _message(response)
+            if attempt == max(1, retries):
+                raise GymUnavailable(f"{last}; gave up after {attempt} attempts")
+            time.sleep(backoff.next_delay())
+    try:
+        body = response.json() if response.is_success else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "data_len" not in body:
+        raise GymHTTPError(
+            response.status_code,
+            f"{base} is not a glm-realtime gym server: GET / answered HTTP "
+            f"{response.status_code} {response.text[:200]!r}",
+        )
+    return body
 
 
 def _state(answer: Mapping[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,13 @@ EXIT_INTERRUPTED = 130
 
 
 def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
-    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if values and not names:  # an empty --only (an unset variable, say) is not "all of them"
+        raise click.BadParameter(
+            f"{values[0]!r} names no scenario; give ids or categories, comma-separated "
+            "(leave --only out to run them all)"
+        )
+    return names
 
 
 @click.command("eval")
@@ -188,7 +194,8 @@ def eval_command(
             )
             try:
                 report = asyncio.run(run)
-            except CallerError as exc:  # a refused key, an unknown model: no report to write
+            # A refused key, an unknown model, no gym server at --server: no report to write.
+            except (CallerError, EvalError) as exc:
                 raise click.ClickException(str(exc)) from None
     paths = report.write(out_dir)
     for line in _summary(report):

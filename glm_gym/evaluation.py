@@ -178,6 +178,13 @@ class ItemRunner(StartClose):
         self._caller = await self._stack.enter_async_context(open_caller(self._options.caller))
         if self._options.server_url is None:
             self._backend = await self._stack.enter_async_context(self._open_backend())
+        else:  # a server that is not there stops the eval, not each conversation in turn
+            from glm_gym.client import GymClientError, server_info
+
+            try:
+                await asyncio.to_thread(server_info, self._options.server_url)
+            except GymClientError as exc:
+                raise EvalError(f"{exc}; start a gym server with: glm-realtime gym") from exc
 
     async def close(self) -> None:
         """Close the backend and the caller; safe to call more than once."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from glm_realtime.cli import cli
+from tests.cli_process import cli as cli_process
 
 pytestmark = pytest.mark.speech
 pytest.importorskip("pocketsphinx")
@@ -177,10 +179,37 @@ def test_eval_through_a_gym_server_plays_each_conversation_over_http(tmp_path: P
         assert r["reward"] == r["turns"][-1]["reward"]
 
 
+def test_a_gym_server_that_is_not_there_stops_the_eval_before_any_conversation(
+    tmp_path: Path,
+) -> None:
+    """Every conversation would fail in turn, and the eval exit 0: it stops at once."""
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        proc = eval_process("--server", refused, "--only", SLICE[0], "--out", str(tmp_path))
+        _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 1, stderr[-3000:]
+    assert f"Error: cannot reach {refused}" in stderr and "glm-realtime gym" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "report.json").exists()
+
+
+async def test_a_server_that_is_not_a_gym_server_stops_the_eval_naming_it(tmp_path: Path) -> None:
+    """--server given the realtime backend's address (serve's, not gym's)."""
+    from glm_local.server import LocalRealtimeServer
+
+    async with LocalRealtimeServer(port=0) as server:
+        http = server.url.replace("ws://", "http://").split("/api/")[0]
+        code, _, err = await cli_process("eval", "--server", http, "--out", str(tmp_path))
+    assert code == 1, err
+    assert f"{http} is not a glm-realtime gym server" in err and "Traceback" not in err
+    assert not (tmp_path / "report.json").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--only", "no-such-scenario"], "no scenario id or category 'no-such-scenario'"),
+        (["--only", ""], "'' names no scenario; give ids or categories"),
         (["--trials", "0"], "--trials"),
         (["--concurrency", "0"], "--concurrency"),
         (["--turn-timeout", "0"], "--turn-timeout"),
