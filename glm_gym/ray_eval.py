@@ -1,7 +1,7 @@
 """``glm-realtime eval --ray``: the same eval, its conversations spread over a Ray cluster.
 
-Only this module and its actors (``glm_gym.ray_actors``) import Ray (the ``ray`` extra);
-the CLI imports it for ``--ray`` alone.
+Only this module, its actors (``glm_gym.ray_actors``) and ``glm_gym.ray_connect`` import
+Ray (the ``ray`` extra); the CLI imports it for ``--ray`` alone.
 
 Layout (the driver is the ``glm-realtime eval`` process)::
 
@@ -31,7 +31,6 @@ process, and the report sums what the runners' callers spent (``caller_usage``).
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections import deque
@@ -45,6 +44,7 @@ from ray.exceptions import RayActorError, RayError
 from glm_gym.callers import CallerConfigError
 from glm_gym.evaluation import Collector, EvalError, EvalOptions, EvalRun, WorkItem
 from glm_gym.ray_actors import RunnerActor, SessionCap, error_reason, raise_caller_fault
+from glm_gym.ray_connect import connect, host_port
 from glm_gym.records import ScenarioRecord
 from glm_gym.report import Report
 
@@ -75,6 +75,8 @@ class RayOptions:
             raise EvalError(f"--max-attempts must be >= 1, got {self.max_attempts}")
         if not self.cpus_per_actor > 0:
             raise EvalError(f"CPUs per actor must be > 0, got {self.cpus_per_actor}")
+        if self.address is not None:
+            host_port(self.address)  # a malformed address is refused with the options
 
 
 @dataclass
@@ -321,24 +323,6 @@ async def _settled(futures: Iterable[asyncio.Future[Any]], grace_s: float = STOP
             future.exception()
 
 
-def _connect(ray_options: RayOptions) -> bool:
-    """Connect to (or start) Ray; True when this call started it (and should shut it down)."""
-    if ray.is_initialized():
-        return False
-    local = ray_options.address is None
-    ray.init(
-        address=ray_options.address,
-        num_cpus=ray_options.num_cpus if local else None,
-        include_dashboard=False,
-        namespace=NAMESPACE,
-        log_to_driver=False,
-        # A Ray of our own on loopback: its start-up notes ("started a local Ray", token
-        # auth on) would only cut through the progress bar. A cluster's warnings stay.
-        logging_level=logging.ERROR if local else logging.INFO,
-    )
-    return True
-
-
 async def run_ray_eval(
     scenarios: Sequence[Scenario],
     options: EvalOptions,
@@ -354,7 +338,7 @@ async def run_ray_eval(
     """Run every (scenario, trial) on Ray actors; the same report as ``run_eval``."""
     run = EvalRun(scenarios, options, concurrency=concurrency, trials=trials, on_record=on_record)
     items = run.items
-    owns_ray = _connect(ray_options)
+    owns_ray = connect(ray_options.address, num_cpus=ray_options.num_cpus, namespace=NAMESPACE)
     cap: Any = None
     try:
         resources = ray.cluster_resources()  # type: ignore[no-untyped-call]

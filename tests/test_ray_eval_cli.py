@@ -15,6 +15,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from glm_realtime.cli import cli
 
 pytestmark = [
     pytest.mark.speech,
@@ -201,3 +205,30 @@ def test_ctrl_c_as_the_ray_eval_starts_writes_the_empty_partial_report(
     assert "partial" in (tmp_path / "report.md").read_text()
     assert stdout.startswith("passed 0/0"), stdout
     assert wait_exited(list(ray_processes(ray_tmpdir)), EXITED_WITHIN_S) == []
+
+
+def test_a_cluster_address_where_nothing_listens_is_refused_at_once_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """Ray alone would retry for minutes, printing its GCS client's warnings."""
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        done = subprocess.run(
+            [sys.executable, "-c", "from glm_realtime.cli import main; main()", "eval",
+             "--ray", address, "--only", SLICE[0], "--out", str(tmp_path)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: --ray {address}: no Ray cluster answers there"), last
+    assert "ray start --head" in last
+    assert "Traceback" not in done.stderr and "GCS" not in done.stderr
+
+
+@pytest.mark.parametrize("address", ["nonsense", "localhost:abc", "10.0.0.1:0"])
+def test_a_malformed_cluster_address_is_refused_with_the_accepted_forms(address: str) -> None:
+    result = CliRunner().invoke(cli, ["eval", "--ray", address])
+    assert result.exit_code == 2, result.output
+    assert "expected 'auto', HOST:PORT" in result.output and "ray://" in result.output
+    assert "Traceback" not in result.output
