@@ -158,6 +158,27 @@ async def test_client_vad_with_nothing_to_end_the_turn_is_refused_before_it_star
     assert short(err)
 
 
+@pytest.mark.parametrize("option", ["--output", "--transcript"])
+async def test_an_output_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, option: str
+) -> None:
+    """It was found only by the node writing it: a traceback a frame, then exit 0."""
+    (tmp_path / "a_file").write_text("not a folder")
+    unwritable = tmp_path / "a_file" / "out"
+    paths = {"--output": tmp_path / "o.wav", "--transcript": tmp_path / "t.jsonl"}
+    paths[option] = unwritable
+    code, _, err = await cli(
+        *("run", "--input", str(tone_wav(tmp_path / "in.wav")), "--speed", "0"),
+        *("--output", str(paths["--output"]), "--transcript", str(paths["--transcript"])),
+        env=NO_KEY,
+    )
+    assert_user_error(
+        code, err, 2, f"'{option}': cannot write {unwritable}", f"{tmp_path / 'a_file'} is a file"
+    )
+    assert "backend" not in err  # checked before anything starts
+    assert short(err)
+
+
 async def test_a_url_elsewhere_without_a_key_is_refused_with_the_reason(tmp_path: Path) -> None:
     code, err = await run(
         tmp_path,
