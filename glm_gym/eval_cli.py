@@ -28,7 +28,7 @@ import click
 
 from glm_gym.caller_cli import caller_from, caller_options
 from glm_gym.cli_options import max_sessions_option, realtime_option, scenarios_option
-from glm_realtime.cli_group import api_key_option, url_option
+from glm_realtime.cli_group import api_key_option, check_writable, url_option
 
 if TYPE_CHECKING:
     from glm_gym.evaluation import EvalOptions
@@ -179,6 +179,7 @@ def eval_command(
         ray_options = _ray_options(ray_address, actors, max_attempts)
     except (ScenarioError, EvalError, CallerError) as exc:
         raise click.UsageError(str(exc)) from exc
+    check_writable(out_dir, "'--out'", folder=True)  # not found only after the whole run
     progress = _import_progress()
     total = len(scenarios) * trials
     where = f"Ray ({ray_address})" if ray_address else options.server_url or "in process"

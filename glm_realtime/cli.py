@@ -15,10 +15,8 @@ holds audio), the graph, the URL. Errors are one line (see :mod:`glm_realtime.cl
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +26,7 @@ from urllib.parse import urlsplit
 import click
 
 from glm_realtime.app import TurnError, check_app, load_app, prepare_app, run_turn, summary_lines
-from glm_realtime.cli_group import CliGroup, api_key_option, url_option, verbosity
+from glm_realtime.cli_group import CliGroup, api_key_option, check_writable, url_option, verbosity
 from glm_realtime.host.errors import HostError
 from glm_realtime.nodes.pcm import RAW_SUFFIXES, AudioFileError, check_rate, read_audio
 from glm_realtime.progress import TurnProgress
@@ -131,29 +129,6 @@ def _input_seconds(path: Path, raw_rate: int | None, param_hint: str) -> float:
     except (AudioFileError, OSError) as exc:
         raise click.BadParameter(f"{path}: {exc}", param_hint=param_hint) from exc
     return len(samples) / rate
-
-
-def _check_writable(path: Path | None, param_hint: str) -> None:
-    """Make ``path``'s folder and try a file in it, so an output that cannot be written
-    stops the run before it starts, not as a node failing on every frame of the reply."""
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(13, "Permission denied", str(path))
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
-            pass
-    except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder should be
-        blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
-        raise click.BadParameter(
-            f"cannot write {path}: {blocker or exc.filename} is a file, not a folder",
-            param_hint=param_hint,
-        ) from exc
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot write {path}: {exc.strerror or exc}", param_hint=param_hint
-        ) from exc
 
 
 async def _run_turn(
@@ -260,8 +235,8 @@ def _common(func: Any) -> Any:
 def _execute(input_path: Path, rate: int | None, param_hint: str, **kwargs: Any) -> None:
     _check_url(kwargs["url"], kwargs["api_key"])
     seconds = _input_seconds(input_path, rate, param_hint)
-    _check_writable(kwargs["output_path"], "'--output'")
-    _check_writable(kwargs["transcript"], "'--transcript'")
+    check_writable(kwargs["output_path"], "'--output'")
+    check_writable(kwargs["transcript"], "'--transcript'")
     lines = asyncio.run(
         _run_turn(input_path=input_path, input_rate=rate, input_seconds=seconds, **kwargs)
     )

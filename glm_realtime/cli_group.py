@@ -22,10 +22,13 @@ from __future__ import annotations
 import errno
 import importlib
 import logging
+import os
 import socket
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -113,6 +116,34 @@ def listen_error(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EACCES:
         return f"no permission to listen on port {port} (ports below 1024 need root)"
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def check_writable(path: Path | None, param_hint: str, *, folder: bool = False) -> None:
+    """Make ``path``'s folder (``path`` itself when ``folder``) and try a file in it, so an
+    output that cannot be written stops a command before it starts, not after the work.
+
+    Raises:
+        click.BadParameter: It cannot be written, naming the path and why.
+    """
+    if path is None:
+        return
+    where = path if folder else path.parent
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        if not folder and path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied", str(path))
+        with tempfile.NamedTemporaryFile(dir=where, prefix=f".{path.name}."):
+            pass
+    except (FileExistsError, NotADirectoryError) as exc:  # a file where a folder should be
+        files = (p for p in reversed((where, *where.parents)) if p.exists() and not p.is_dir())
+        raise click.BadParameter(
+            f"cannot write {path}: {next(files, exc.filename)} is a file, not a folder",
+            param_hint=param_hint,
+        ) from exc
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot write {path}: {exc.strerror or exc}", param_hint=param_hint
+        ) from exc
 
 
 def _import_command(name: str, target: str, extra: str) -> click.Command:

@@ -225,6 +225,16 @@ def test_bad_options_are_refused_with_the_reason(args: list[str], message: str) 
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_an_out_folder_that_cannot_be_made_is_refused_before_the_run(tmp_path: Path) -> None:
+    """It was found only when the report was written, after every conversation."""
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "eval"
+    result = CliRunner().invoke(cli, ["eval", "--only", SLICE[0], "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"'--out': cannot write {out}: {tmp_path / 'a_file'} is a file" in result.output
+    assert "scenarios x" not in result.output  # refused before the run was announced
+
+
 def test_a_bad_scenario_file_is_refused_naming_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x", "category": "nonsense"}\n')
