@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.cli_process import assert_user_error, cli
+from tests.cli_process import assert_user_error, bundled_graph_with, cli
 from tests.fake_glm import Expect, FakeGLMServer, Send
 from tests.glm_graph import KEY, dumped_turn, tone_wav, turn, uplink_audio
 
@@ -148,6 +148,26 @@ async def test_replay_of_a_user_dump_sends_the_same_audio_again(tmp_path: Path) 
     assert "assistant: Hi." in out
     assert len(original) >= 10 * 3200
     assert replayed[: len(original)] == original
+
+
+async def test_a_dump_that_cannot_be_written_is_logged_and_the_turn_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The first write used to kill the session's owner task: no reply, no reason, a
+    timeout. Now the dump is logged once, naming the path and why, and switched off."""
+    (tmp_path / "a_file").write_text("not a folder")
+    dumps = tmp_path / "a_file" / "dumps"
+    graph = bundled_graph_with(
+        tmp_path,
+        "g.json",
+        "glm",
+        {"property": {"api_key": "${env:GLM_API_KEY|}", "dump": True, "dump_path": str(dumps)}},
+    )
+    code, out, err, _ = await scripted_run(tone_wav(tmp_path / "in.wav"), "--graph", str(graph))
+    assert code == 0, err
+    assert "assistant: It is nine." in out
+    assert err.count("cannot write the audio dump") == 1, err
+    assert str(dumps) in err and "dumping is off" in err and "Traceback" not in err
 
 
 async def test_replay_needs_a_rate_when_the_name_does_not_say(tmp_path: Path) -> None:

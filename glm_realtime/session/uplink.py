@@ -67,20 +67,36 @@ class AudioDump:
         self.directory = Path(directory)
         self.tag = tag or time.strftime("%Y%m%d-%H%M%S")
         self._files: dict[tuple[str, int], BinaryIO] = {}
+        self.failed: OSError | None = None  # why dumping stopped, if it did
 
     def path(self, role: str, sample_rate: int) -> Path:
         """Where ``role`` audio at ``sample_rate`` goes."""
         return self.directory / f"{role}_{self.tag}_{sample_rate}hz.pcm"
 
     def write(self, role: str, pcm: bytes, sample_rate: int) -> None:
-        """Append ``pcm``; opens the file on first use."""
+        """Append ``pcm``; opens the file on first use.
+
+        A dump that cannot be written (no such folder, no permission, a full disk) is
+        logged once, naming the path and why, and dumping stops: the conversation goes on.
+        """
+        if self.failed is not None:
+            return
         key = (role, sample_rate)
-        handle = self._files.get(key)
-        if handle is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            handle = self._files[key] = self.path(role, sample_rate).open("ab")
-            logger.info("dumping %s audio to %s", role, self.path(role, sample_rate))
-        handle.write(pcm)
+        try:
+            handle = self._files.get(key)
+            if handle is None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                handle = self._files[key] = self.path(role, sample_rate).open("ab")
+                logger.info("dumping %s audio to %s", role, self.path(role, sample_rate))
+            handle.write(pcm)
+        except OSError as exc:
+            self.failed = exc
+            logger.error(
+                "! cannot write the audio dump %s: %s; dumping is off for this session",
+                self.path(role, sample_rate),
+                exc.strerror or exc,
+            )
+            self.close()
 
     def close(self) -> None:
         """Close every file."""
