@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import socket
 
 import jwt
 import pytest
@@ -27,6 +26,7 @@ from realtime.errors import (
 )
 from realtime.session import SessionConfig
 from tests.fake_glm import Call, Close, Expect, FakeConnection, FakeGLMServer, Send, SendRaw, Stall
+from tests.net_utils import refused_port
 
 KEY = "test-id.test-secret"
 
@@ -85,10 +85,7 @@ async def test_other_handshake_refusals_are_classified_by_status(
 
 
 async def test_unreachable_server_raises_connect_error_classified_retry() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(ConnectError) as info:
+    with refused_port() as port, pytest.raises(ConnectError) as info:
         await connect(f"ws://127.0.0.1:{port}/api/paas/v4/realtime", api_key=KEY, open_timeout=2)
     assert classify(info.value) is Disposition.RETRY
 
@@ -127,14 +124,12 @@ async def test_unauthenticated_connect_sends_no_authorization_header() -> None:
 
 
 async def test_a_refused_port_or_a_name_that_does_not_resolve_is_unreachable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     failures = []
-    for url in (f"ws://127.0.0.1:{port}/api/x", "wss://glm.invalid/api/x"):
-        with pytest.raises(ConnectError) as info:
-            await connect(url, api_key=KEY, open_timeout=5)
-        failures.append(info.value)
+    with refused_port() as port:
+        for url in (f"ws://127.0.0.1:{port}/api/x", "wss://glm.invalid/api/x"):
+            with pytest.raises(ConnectError) as info:
+                await connect(url, api_key=KEY, open_timeout=5)
+            failures.append(info.value)
     assert [unreachable(exc) for exc in failures] == [True, True]
     async with FakeGLMServer(refuse_status=503) as server:
         with pytest.raises(HandshakeRejected) as refused:

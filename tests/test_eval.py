@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from click.testing import CliRunner
 
 from glm_realtime.cli import cli
 from tests.cli_process import cli as cli_process
+from tests.net_utils import refused_port
 
 pytestmark = pytest.mark.speech
 pytest.importorskip("pocketsphinx")
@@ -183,9 +183,8 @@ def test_a_gym_server_that_is_not_there_stops_the_eval_before_any_conversation(
     tmp_path: Path,
 ) -> None:
     """Every conversation would fail in turn, and the eval exit 0: it stops at once."""
-    with socket.socket() as bound:  # bound, never listening: connections are refused
-        bound.bind(("127.0.0.1", 0))
-        refused = f"http://127.0.0.1:{bound.getsockname()[1]}"
+    with refused_port() as port:
+        refused = f"http://127.0.0.1:{port}"
         proc = eval_process("--server", refused, "--only", SLICE[0], "--out", str(tmp_path))
         _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 1, stderr[-3000:]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from glm_gym.scenarios import load_scenarios
 from glm_gym.simulator import STOP_TOKEN
 from tests.cli_process import assert_user_error, cli
 from tests.fake_openai import FakeChat, chat_server
+from tests.net_utils import refused_port
 
 F = TypeVar("F")
 MODEL = "sim-user-1"
@@ -236,12 +236,10 @@ async def test_cli_refuses_caller_options_without_a_model_caller() -> None:
 
 
 async def test_cli_names_an_endpoint_it_cannot_reach(tmp_path: Path) -> None:
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
-    args = caller_args(url, "--caller-retries", "0", "--out", str(tmp_path))
-    code, _, err = await cli(*args, env=ENV)
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/v1"
+        args = caller_args(url, "--caller-retries", "0", "--out", str(tmp_path))
+        code, _, err = await cli(*args, env=ENV)
     assert_user_error(code, err, 1)
     assert "cannot reach the caller model" in error_line(err) and f":{port}/" in error_line(err)
 

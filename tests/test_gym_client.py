@@ -30,6 +30,7 @@ from glm_gym.scenarios import Scenario
 from glm_gym.scripted import scripted_actions
 from glm_gym.server import GymSettings, create_app
 from tests.gym_utils import bundled, scenario_index, serving
+from tests.net_utils import refused_port
 
 # Lines the embedded recogniser hears well enough from the caller's espeak voice that each
 # shares words with its own line and none with the others.
@@ -150,10 +151,10 @@ def test_client_errors_carry_the_servers_status_and_message(gym: tuple[str, Any]
 
 
 def test_a_client_with_no_server_gives_up_after_its_retries() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]  # nothing listens here once closed
-    with pytest.raises(GymUnavailable, match=r"cannot reach .* gave up after 2 attempts"):
+    with (
+        refused_port() as port,
+        pytest.raises(GymUnavailable, match=r"cannot reach .* gave up after 2 attempts"),
+    ):
         GlmVoiceEnvClient(f"http://127.0.0.1:{port}", retries=2)
 
 

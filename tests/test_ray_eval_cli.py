@@ -15,7 +15,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from glm_realtime.cli import cli
+from tests.net_utils import refused_port
 
 pytestmark = [
     pytest.mark.speech,
@@ -211,9 +211,8 @@ def test_a_cluster_address_where_nothing_listens_is_refused_at_once_in_one_line(
     tmp_path: Path,
 ) -> None:
     """Ray alone would retry for minutes, printing its GCS client's warnings."""
-    with socket.socket() as bound:  # bound, never listening: connections are refused
-        bound.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{bound.getsockname()[1]}"
+    with refused_port() as port:
+        address = f"127.0.0.1:{port}"
         done = subprocess.run(
             [sys.executable, "-c", "from glm_realtime.cli import main; main()", "eval",
              "--ray", address, "--only", SLICE[0], "--out", str(tmp_path)],

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from tests.glm_graph import (
     waits_for,
     within,
 )
+from tests.net_utils import refused_port
 
 
 async def test_tool_register_and_user_joined_during_session_set_up_still_reach_glm(
@@ -134,17 +134,13 @@ async def _first_error(graph: Graph) -> tuple[dict[str, Any], SessionState]:
     return error, state
 
 
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"ws://127.0.0.1:{sock.getsockname()[1]}/api/paas/v4/realtime"
-
-
 async def test_a_refused_first_connection_fails_at_once_with_the_cause(tmp_path: Path) -> None:
     """5 attempts 60 s apart are allowed; a URL nothing listens on is not retried."""
     delays = {"reconnect_base_delay_ms": 60_000, "reconnect_max_delay_ms": 60_000}
-    graph = build_graph(tmp_path, _closed_port_url(), with_source=False, glm=delays)
-    error, state = await _first_error(graph)
+    with refused_port() as port:
+        url = f"ws://127.0.0.1:{port}/api/paas/v4/realtime"
+        graph = build_graph(tmp_path, url, with_source=False, glm=delays)
+        error, state = await _first_error(graph)
     assert error["fatal"] is True
     assert "cannot reach ws://127.0.0.1:" in error["message"]
     assert "not retried" in error["message"]
@@ -152,8 +148,8 @@ async def test_a_refused_first_connection_fails_at_once_with_the_cause(tmp_path:
 
 
 async def test_once_a_socket_opened_a_refused_connect_is_retried() -> None:
-    with pytest.raises(ConnectError) as refused:
-        await connect(_closed_port_url(), api_key=KEY)
+    with refused_port() as port, pytest.raises(ConnectError) as refused:
+        await connect(f"ws://127.0.0.1:{port}/api/paas/v4/realtime", api_key=KEY)
     first = ReconnectPolicy(5, 0.5, 8.0)
     first.connecting()
     assert isinstance(first.lost(refused.value), GiveUp)
